@@ -1,0 +1,113 @@
+"""Command line: ``python -m rasr_lib {train,stats,notebooks} ...`` (see ``--help``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from rasr_lib.config import DATASET_ALIASES, MODEL_DEFAULTS, PROFILES, load_config
+
+
+def _parse_set(values: list[str]) -> dict[str, str]:
+    """Turn ``["train.lr=1e-3", ...]`` into a dotted-key override dict."""
+    overrides = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (kept separate so tests and docs can inspect it)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m rasr_lib",
+        description="RaSR / SAGERec reproduction: train backbones, show data statistics, run notebooks.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train and evaluate one backbone on one dataset")
+    train.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
+    train.add_argument("--model", default="sasrec", choices=sorted(MODEL_DEFAULTS))
+    train.add_argument("--profile", default="quick", choices=sorted(PROFILES),
+                       help="quick: real slice, ~1 min on CPU; full: the paper's setting")
+    train.add_argument("--loss", choices=["bce", "ce"], help="bce (DR4SR, default) or ce over all items")
+    train.add_argument("--seed", type=int, default=0, help="the one seed for every random draw")
+    train.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    train.add_argument("--protocol", choices=["full", "sampled100"], help="evaluation protocol")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override any config key, e.g. --set train.epochs=50 (repeatable)")
+    train.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    train.add_argument("--publish", action="store_true",
+                       help="also write results/<dataset>/... (always on for the full profile)")
+
+    stats = sub.add_parser("stats", help="print the Table-2 statistics of the bundled datasets")
+    stats.add_argument("datasets", nargs="*", default=["beauty", "sports", "toys", "ml-1m"])
+
+    nbs = sub.add_parser("notebooks", help="execute the book's notebooks with papermill for one dataset")
+    nbs.add_argument("--dataset", default="beauty")
+    nbs.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    nbs.add_argument("--seed", type=int, default=0)
+    nbs.add_argument("--only", nargs="*", help="notebook names to run (default: all)")
+    nbs.add_argument("--force", action="store_true", help="re-run notebooks whose results exist")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Handle ``train``: one run, result JSON printed as a short summary."""
+    from rasr_lib.experiments.train_run import run_experiment
+
+    overrides: dict = {"seed": args.seed, "device": args.device}
+    if args.loss:
+        overrides["train.loss"] = args.loss
+    if args.protocol:
+        overrides["eval.protocol"] = args.protocol
+    overrides.update(_parse_set(args.set))
+    cfg = load_config(args.dataset, args.profile, overrides, model=args.model)
+    result = run_experiment(cfg, force=args.force, publish=True if args.publish else None)
+    summary = {k: result[k] for k in ("dataset", "model", "loss", "profile", "seed", "protocol",
+                                      "best_epoch", "wall_time_s")}
+    summary["test"] = result["metrics"]["test"]
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    """Handle ``stats``: the Table-2 comparison."""
+    from rasr_lib.data import stats_table
+
+    print(stats_table(tuple(args.datasets)).to_string(index=False))
+    return 0
+
+
+def _notebooks(args: argparse.Namespace) -> int:
+    """Handle ``notebooks``: papermill runs collected into results/."""
+    from rasr_lib.experiments.runner import run_all
+
+    run_all(args.dataset, args.profile, notebooks=args.only, seed=args.seed, force=args.force)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user errors become one clear line on stderr and exit status 2."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    handlers = {"train": _train, "stats": _stats, "notebooks": _notebooks}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, FileNotFoundError) as err:  # DataError is a ValueError
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the last finished epoch is checkpointed; rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

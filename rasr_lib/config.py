@@ -1,0 +1,168 @@
+"""Typed, frozen configuration: every key has a one-line meaning; profiles layer on top."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data and how it is cut."""
+
+    dataset: str = "beauty"  # beauty | sports | toys | ml-1m
+    max_len: int = 50  # keep the last max_len items of every input sequence
+    max_users: int = 0  # 0 = all users; >0 = a real slice of the first max_users users
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone architecture (shared names across models)."""
+
+    name: str = "sasrec"  # sasrec | gru4rec
+    hidden_dim: int = 64  # item embedding / hidden size d
+    num_layers: int = 2  # transformer blocks or GRU layers
+    num_heads: int = 2  # attention heads (SASRec)
+    inner_dim: int = 256  # feed-forward width (SASRec) or GRU hidden size (GRU4Rec)
+    dropout: float = 0.5  # dropout on embeddings and inside blocks
+    activation: str = "gelu"  # feed-forward activation: gelu | relu
+    layer_norm: str = "post"  # post (DR4SR code, torch default) | pre (SAGERec paper, pmixer)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and early stopping."""
+
+    loss: str = "bce"  # bce: 1 sampled negative per position (DR4SR) | ce: softmax over all items (RecBole)
+    lr: float = 1e-3  # Adam learning rate
+    weight_decay: float = 0.0  # Adam L2 penalty
+    batch_size: int = 256  # training sequences per step
+    epochs: int = 200  # upper bound on epochs
+    patience: int = 20  # stop after this many epochs without a better validation metric
+    valid_metric: str = "ndcg@20"  # metric that picks the best checkpoint
+    eval_every: int = 1  # validate every this many epochs
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation protocol; its name goes into every result."""
+
+    protocol: str = "full"  # full: rank all items | sampled100: target vs 100 sampled negatives
+    ks: tuple[int, ...] = (10, 20)  # cut-offs for Recall@k and NDCG@k
+    mask_history: bool = True  # exclude the user's earlier items from the ranking
+    n_negatives: int = 100  # negatives per user for the sampled protocol
+    batch_size: int = 1024  # users per evaluation batch
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one run needs; its hash names the run folder."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0  # the one seed that controls every random draw
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+    profile: str = "full"  # name of the profile that produced this config
+
+
+# Profiles: 'quick' runs in about a minute on a 2-core CPU on a real slice; 'full' is the paper's setting.
+PROFILES: dict[str, dict[str, Any]] = {
+    "full": {},
+    "quick": {
+        "data.max_users": 2000,
+        "train.epochs": 3,
+        "train.patience": 3,
+    },
+}
+
+# Per-model defaults taken from DR4SR's configs (basemodel.yaml, sasrec.yaml, gru4rec.yaml).
+MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "sasrec": {"model.inner_dim": 128, "model.dropout": 0.5},
+    "gru4rec": {"model.inner_dim": 256, "model.dropout": 0.2, "train.weight_decay": 1e-4},
+}
+
+DATASET_ALIASES = {
+    "beauty": "beauty",
+    "sports": "sports",
+    "sports_and_outdoors": "sports",
+    "toys": "toys",
+    "toys_and_games": "toys",
+    "ml-1m": "ml-1m",
+    "ml1m": "ml-1m",
+}
+
+
+def apply_overrides(cfg: ExperimentConfig, overrides: dict[str, Any]) -> ExperimentConfig:
+    """Return ``cfg`` with dotted-key overrides applied (``{"train.lr": 1e-3, "seed": 1}``)."""
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        if section:
+            sub = getattr(cfg, section, None)
+            if sub is None or not dataclasses.is_dataclass(sub):
+                raise ValueError(f"unknown config section {section!r} in override {key!r}")
+            if name not in {f.name for f in fields(sub)}:
+                raise ValueError(f"unknown config key {key!r}")
+            value = _coerce(getattr(sub, name), value, key)
+            cfg = replace(cfg, **{section: replace(sub, **{name: value})})
+        else:
+            if name not in {f.name for f in fields(cfg)} or dataclasses.is_dataclass(getattr(cfg, name)):
+                raise ValueError(f"unknown config key {key!r}")
+            cfg = replace(cfg, **{name: _coerce(getattr(cfg, name), value, key)})
+    return cfg
+
+
+def _coerce(current: Any, value: Any, key: str) -> Any:
+    """Cast a (possibly string) override to the type of the current value."""
+    if isinstance(current, bool):
+        if isinstance(value, str):
+            return value.lower() in {"1", "true", "yes"}
+        return bool(value)
+    if isinstance(current, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        return tuple(type(current[0])(v) for v in value) if current else tuple(value)
+    try:
+        return type(current)(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config key {key!r} expects {type(current).__name__}, got {value!r}") from err
+
+
+def load_config(
+    dataset: str = "beauty",
+    profile: str = "quick",
+    overrides: dict[str, Any] | None = None,
+    model: str = "sasrec",
+) -> ExperimentConfig:
+    """Layer defaults, model defaults, the profile and explicit overrides (later wins)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
+    name = DATASET_ALIASES.get(dataset.lower())
+    if name is None:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(set(DATASET_ALIASES.values()))}")
+    overrides = dict(overrides or {})
+    model = overrides.pop("model.name", model)
+    if model not in MODEL_DEFAULTS:
+        raise ValueError(f"unknown model {model!r}; choose from {sorted(MODEL_DEFAULTS)}")
+    cfg = ExperimentConfig(profile=profile)
+    cfg = apply_overrides(cfg, {"data.dataset": name, "model.name": model})
+    cfg = apply_overrides(cfg, MODEL_DEFAULTS[model])
+    cfg = apply_overrides(cfg, PROFILES[profile])
+    return apply_overrides(cfg, overrides)
+
+
+def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Plain nested dict of a config (JSON-serialisable)."""
+    return dataclasses.asdict(cfg)
+
+
+def config_hash(cfg: ExperimentConfig, length: int = 10) -> str:
+    """Stable short hash of every setting that changes results (device excluded)."""
+    payload = config_to_dict(cfg)
+    payload.pop("device", None)
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]

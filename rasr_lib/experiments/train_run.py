@@ -1,0 +1,95 @@
+"""Train-and-evaluate one backbone on one dataset: resumable, with a provenance-rich results JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from rasr_lib.config import ExperimentConfig, config_hash, config_to_dict
+from rasr_lib.data import leave_one_out, load_dataset
+from rasr_lib.evaluation import evaluate, protocol_name
+from rasr_lib.models import build_model
+from rasr_lib.runtime import get_device, git_commit, results_dir, runs_dir, set_seed
+from rasr_lib.training import fit
+
+log = logging.getLogger(__name__)
+
+
+def run_name(cfg: ExperimentConfig) -> str:
+    """File stem of a run's committed result: ``<model>-<loss>-<profile>-seed<seed>``."""
+    return f"{cfg.model.name}-{cfg.train.loss}-{cfg.profile}-seed{cfg.seed}"
+
+
+def run_dir(cfg: ExperimentConfig) -> Path:
+    """Private folder of a run (checkpoint + result), named by the config hash."""
+    return runs_dir() / "train" / cfg.data.dataset / f"{cfg.model.name}-{config_hash(cfg)}"
+
+
+def _write_json(obj: dict, path: Path) -> None:
+    """Write JSON atomically (temporary file + rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    force: bool = False,
+    publish: bool | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train ``cfg.model`` on ``cfg.data``, evaluate on the test part, return and save the result.
+
+    A finished run (same config hash) is read back instead of retrained unless ``force``; an
+    interrupted one resumes from its last epoch checkpoint. ``publish`` (default: the full
+    profile) also copies the result to ``results/<dataset>/<run_name>.json`` for the book.
+    """
+    folder = run_dir(cfg)
+    result_path, checkpoint = folder / "result.json", folder / "checkpoint.pt"
+    publish = cfg.profile == "full" if publish is None else publish
+    if result_path.exists() and not force:
+        result = json.loads(result_path.read_text())
+        log.info("skipping finished run %s", result_path)
+    else:
+        if force and checkpoint.exists():
+            checkpoint.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        generator = set_seed(cfg.seed)
+        device = get_device(cfg.device)
+        dataset = load_dataset(cfg.data.dataset, max_users=cfg.data.max_users)
+        split = leave_one_out(dataset, cfg.data.max_len)
+        model = build_model(cfg, dataset.n_items)
+        trained = fit(model, split, cfg.train, cfg.eval, device, generator, checkpoint, progress)
+        test = evaluate(model, split, "test", cfg.eval, device=device)
+        result = {
+            "dataset": cfg.data.dataset,
+            "model": cfg.model.name,
+            "loss": cfg.train.loss,
+            "profile": cfg.profile,
+            "seed": cfg.seed,
+            "protocol": protocol_name(cfg.eval),
+            "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"),
+            "wall_time_s": round(time.perf_counter() - start, 1),
+            "train_seconds": round(trained.train_seconds, 1),
+            "epochs_run": len(trained.history),
+            "git_commit": git_commit(),
+            "config_hash": config_hash(cfg),
+            "config": config_to_dict(cfg),
+            "data_stats": dataset.stats(),
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "best_epoch": trained.best_epoch,
+            "stopped_early": trained.stopped_early,
+            "metrics": {"valid": trained.best_valid, "test": {k: v for k, v in test.items() if "@" in k}},
+            "history": trained.history,
+        }
+        _write_json(result, result_path)
+    if publish:
+        _write_json(result, results_dir() / cfg.data.dataset / f"{run_name(cfg)}.json")
+    return result

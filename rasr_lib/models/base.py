@@ -1,0 +1,63 @@
+"""The one interface every backbone implements (RecBole's contract) and the shared losses."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SequentialRecommender(nn.Module):
+    """Base class: a backbone encodes right-padded sequences; scoring and losses are shared.
+
+    Subclasses implement :meth:`forward`. Items are ``1..n_items``; ``0`` is padding. Scores are
+    inner products between the sequence representation and the item embedding table.
+    """
+
+    def __init__(self, n_items: int, hidden_dim: int, loss: str = "bce"):
+        super().__init__()
+        if loss not in {"bce", "ce"}:
+            raise ValueError(f"unknown loss {loss!r}; expected 'bce' or 'ce'")
+        self.n_items = n_items
+        self.hidden_dim = hidden_dim
+        self.loss = loss
+        self.item_embedding = nn.Embedding(n_items + 1, hidden_dim, padding_idx=0)
+
+    def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        """Encode ``item_seq`` (LongTensor[B, L], right-padded) into states FloatTensor[B, L, D]."""
+        raise NotImplementedError
+
+    def item_weights(self) -> torch.Tensor:
+        """Output item table FloatTensor[n_items + 1, D] used for scoring (row 0 = padding)."""
+        return self.item_embedding.weight
+
+    def last_state(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        """State at each sequence's last real position, FloatTensor[B, D]."""
+        states = self.forward(item_seq, seq_len)
+        index = (seq_len - 1).clamp(min=0)
+        return states[torch.arange(states.size(0), device=states.device), index]
+
+    def full_sort_predict(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
+        """Scores of every item for the next position, FloatTensor[B, n_items + 1]."""
+        return self.last_state(item_seq, seq_len) @ self.item_weights().T
+
+    def calculate_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-position next-item loss (RaSR Eq. 1) over every non-padding target in the batch.
+
+        ``batch`` holds ``item_seq``/``target`` (LongTensor[B, L]), ``seq_len`` (LongTensor[B]) and,
+        for BCE, ``negative`` (LongTensor[B, L]: one sampled negative per position).
+        """
+        states = self.forward(batch["item_seq"], batch["seq_len"])
+        target = batch["target"]
+        valid = target > 0
+        hidden = states[valid]  # [N, D]
+        weights = self.item_weights()
+        if self.loss == "bce":
+            pos = (hidden * weights[target[valid]]).sum(-1)
+            neg = (hidden * weights[batch["negative"][valid]]).sum(-1)
+            return F.binary_cross_entropy_with_logits(
+                torch.cat([pos, neg]), torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
+            ) * 2.0
+        logits = hidden @ weights.T  # [N, n_items + 1]
+        logits[:, 0] = float("-inf")
+        return F.cross_entropy(logits, target[valid])

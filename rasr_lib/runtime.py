@@ -1,0 +1,60 @@
+"""Seeds, devices, repository paths and provenance (git commit)."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """Folder with the bundled datasets (``RASR_DATA_DIR`` overrides)."""
+    return Path(os.environ.get("RASR_DATA_DIR", REPO_ROOT / "data"))
+
+
+def runs_dir() -> Path:
+    """Folder for run artefacts: checkpoints, caches, executed notebooks (``RASR_RUNS_DIR``)."""
+    return Path(os.environ.get("RASR_RUNS_DIR", REPO_ROOT / "runs"))
+
+
+def results_dir() -> Path:
+    """Folder of committed results JSON (``RASR_RESULTS_DIR`` overrides)."""
+    return Path(os.environ.get("RASR_RESULTS_DIR", REPO_ROOT / "results"))
+
+
+def set_seed(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a CPU ``torch.Generator`` seeded the same."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def get_device(device: str = "auto") -> torch.device:
+    """Resolve ``auto`` to CUDA when available, else CPU; validate explicit names."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available")
+    return torch.device(device)
+
+
+def git_commit() -> str:
+    """Short commit hash of the repository, with ``-dirty`` when there are local changes."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        return sha + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
