@@ -144,7 +144,7 @@ def fit(
                 bad_epochs += 1
         result.history.append(entry)
         bar.set_postfix(loss=f"{entry['loss']:.4f}", valid=f"{best_metric:.4f}")
-        log.info("epoch %d loss %.4f %s", epoch, entry["loss"], cfg.valid_metric)
+        log.info("epoch %d loss %.4f best valid %s %.4f", epoch, entry["loss"], cfg.valid_metric, best_metric)
         done = bad_epochs >= cfg.patience
         result.stopped_early = done and epoch < cfg.epochs
         if checkpoint is not None:

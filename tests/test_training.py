@@ -1,0 +1,88 @@
+"""The training loop: determinism under a seed, resuming from a checkpoint, the CLI."""
+
+import json
+
+import pytest
+import torch
+
+from rasr_lib.cli import main
+from rasr_lib.config import load_config
+from rasr_lib.data import leave_one_out, load_dataset
+from rasr_lib.models import build_model
+from rasr_lib.runtime import set_seed
+from rasr_lib.training import fit, iterate_train_batches
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Bitwise comparisons at one intra-op thread: with several, some CPU kernels may reduce in a different order."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def small_split():
+    """The first 300 Beauty users, leave-one-out."""
+    return leave_one_out(load_dataset("beauty", max_users=300), max_len=50)
+
+
+def run(split, epochs, checkpoint=None):
+    """Train SASRec/BCE for ``epochs`` from seed 0; return its history."""
+    cfg = load_config("beauty", "quick", {"train.epochs": epochs, "train.patience": 50,
+                                          "train.batch_size": 64})
+    generator = set_seed(0)
+    model = build_model(cfg, split.n_items)
+    result = fit(model, split, cfg.train, cfg.eval, torch.device("cpu"), generator, checkpoint, progress=False)
+    return [(h["loss"], h["valid_ndcg@20"]) for h in result.history]
+
+
+def test_same_seed_same_numbers(small_split):
+    assert run(small_split, 2) == run(small_split, 2)
+
+
+def test_resume_equals_uninterrupted(small_split, tmp_path):
+    checkpoint = tmp_path / "ckpt.pt"
+    straight = run(small_split, 3)
+    first = run(small_split, 2, checkpoint)  # "crash" after two epochs
+    resumed = run(small_split, 3, checkpoint)
+    assert first == straight[:2]
+    assert resumed == straight
+
+
+def test_batches_cover_every_training_row_once(small_split):
+    generator = torch.Generator().manual_seed(0)
+    batches = list(iterate_train_batches(small_split, 32, generator, True, torch.device("cpu")))
+    first_items = sorted(torch.cat([b["item_seq"][:, 0] for b in batches]).tolist())
+    rows = small_split.train_len > 0
+    assert first_items == sorted(small_split.train_input[rows, 0].tolist())
+    for batch in iterate_train_batches(small_split, 32, generator, True, torch.device("cpu")):
+        assert batch["item_seq"].shape == batch["target"].shape == batch["negative"].shape
+        assert batch["item_seq"].shape[1] == int(batch["seq_len"].max())
+        assert int(batch["negative"].min()) >= 1 and int(batch["negative"].max()) <= small_split.n_items
+
+
+def test_cli_train_writes_result_and_skips_when_done(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
+    argv = ["train", "--dataset", "beauty", "--profile", "quick", "--set", "data.max_users=200",
+            "--set", "train.epochs=1", "--publish"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["protocol"] == "full ranking, history masked"
+    published = json.loads((tmp_path / "results" / "beauty" / "sasrec-bce-quick-seed0.json").read_text())
+    assert published["metrics"]["test"] == summary["test"]
+    assert published["config"]["data"]["max_users"] == 200
+    assert main(argv) == 0  # second call reads the finished run back
+    assert json.loads(capsys.readouterr().out)["test"] == summary["test"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "--set", "train.nope=1"], "unknown config key"),
+    (["train", "--set", "oops"], "KEY=VALUE"),
+])
+def test_cli_bad_input_is_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
