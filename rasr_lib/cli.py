@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="RaSR / SAGERec reproduction: train backbones, show data statistics, run notebooks.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for torch (0 = torch's default; 1 is fastest on a busy machine)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train and evaluate one backbone on one dataset")
@@ -97,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     handlers = {"train": _train, "stats": _stats, "notebooks": _notebooks}
     try:
         return handlers[args.command](args)

@@ -20,6 +20,13 @@ from rasr_lib.training import fit
 log = logging.getLogger(__name__)
 
 
+def describe_device(device: torch.device) -> str:
+    """Human-readable device label for results, e.g. ``cpu (x86_64, 2 threads)``."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
 def run_name(cfg: ExperimentConfig) -> str:
     """File stem of a run's committed result: ``<model>-<loss>-<profile>-seed<seed>``."""
     return f"{cfg.model.name}-{cfg.train.loss}-{cfg.profile}-seed{cfg.seed}"
@@ -75,7 +82,7 @@ def run_experiment(
             "profile": cfg.profile,
             "seed": cfg.seed,
             "protocol": protocol_name(cfg.eval),
-            "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"),
+            "device": describe_device(device),
             "wall_time_s": round(time.perf_counter() - start, 1),
             "train_seconds": round(trained.train_seconds, 1),
             "epochs_run": len(trained.history),
