@@ -1,0 +1,7 @@
+"""Runs: notebooks per dataset/profile (papermill) and training runs, harvested into results/."""
+
+from rasr_lib.experiments.runner import NotebookError, list_notebooks, run_all, run_notebook
+
+# from rasr_lib.experiments.train_run import run_experiment  # added by the lead with train_run.py
+
+__all__ = ["NotebookError", "list_notebooks", "run_all", "run_notebook"]

@@ -1,0 +1,361 @@
+"""What notebooks show and record: named plain values, results tables, paper references, figures.
+
+A notebook records every number that a test or the results chapter reads back with
+:func:`record`; :func:`read_records` reads them out of an executed ``.ipynb``. Runs of the
+CLI and of the notebook runner leave JSON files under ``results/``; :func:`load_results`
+turns them into one table. The papers' result numbers live in :data:`PAPER_REFERENCES` (the
+Table 2 counts in ``rasr_lib.data.DATASETS``), and nowhere else.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
+
+RECORD_MIME_PREFIX = "application/papermill.record/"
+METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+
+# Reference numbers from the papers: full ranking, leave-one-out, R@10 / R@20 / N@10 / N@20.
+# Keys: dataset -> model -> source -> metrics. Read from the tables named in each source string.
+_RASR_T1 = "RaSR Table 1 (original data)"
+_DR4SR_T3 = "DR4SR Table 3 (original data)"
+PAPER_REFERENCES: dict[str, dict[str, dict[str, dict[str, float]]]] = {
+    "beauty": {
+        "sasrec": {
+            _RASR_T1: {"recall@10": 0.0648, "recall@20": 0.0966, "ndcg@10": 0.0343, "ndcg@20": 0.0423},
+            _DR4SR_T3: {"recall@10": 0.0553, "recall@20": 0.0847, "ndcg@10": 0.0291, "ndcg@20": 0.0368},
+        },
+        "gru4rec": {
+            _RASR_T1: {"recall@10": 0.0281, "recall@20": 0.0492, "ndcg@10": 0.0127, "ndcg@20": 0.0180},
+            _DR4SR_T3: {"recall@10": 0.0204, "recall@20": 0.0382, "ndcg@10": 0.0107, "ndcg@20": 0.0150},
+        },
+    },
+    "sports": {
+        "sasrec": {
+            _RASR_T1: {"recall@10": 0.0320, "recall@20": 0.0512, "ndcg@10": 0.0166, "ndcg@20": 0.0214},
+            _DR4SR_T3: {"recall@10": 0.0297, "recall@20": 0.0449, "ndcg@10": 0.0156, "ndcg@20": 0.0194},
+        },
+        "gru4rec": {
+            _RASR_T1: {"recall@10": 0.0193, "recall@20": 0.0319, "ndcg@10": 0.0095, "ndcg@20": 0.0126},
+        },
+    },
+    "toys": {
+        "sasrec": {
+            _RASR_T1: {"recall@10": 0.0674, "recall@20": 0.0955, "ndcg@10": 0.0373, "ndcg@20": 0.0444},
+            _DR4SR_T3: {"recall@10": 0.0682, "recall@20": 0.0951, "ndcg@10": 0.0381, "ndcg@20": 0.0448},
+        },
+        "gru4rec": {
+            _RASR_T1: {"recall@10": 0.0258, "recall@20": 0.0424, "ndcg@10": 0.0125, "ndcg@20": 0.0167},
+        },
+    },
+    "ml-1m": {
+        "sasrec": {
+            _RASR_T1: {"recall@10": 0.1740, "recall@20": 0.2737, "ndcg@10": 0.0878, "ndcg@20": 0.1129},
+        },
+        "gru4rec": {
+            _RASR_T1: {"recall@10": 0.1642, "recall@20": 0.2632, "ndcg@10": 0.0802, "ndcg@20": 0.1051},
+        },
+    },
+}
+
+# --------------------------------------------------------------------------- records
+
+
+def _plain(value: Any, name: str) -> Any:
+    """Coerce numpy/torch scalars (recursively inside lists, tuples, dicts) to plain Python."""
+    if isinstance(value, np.generic):  # before the float check: np.float64 subclasses float
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    shape = getattr(value, "shape", None)
+    if shape is not None and hasattr(value, "item"):  # numpy arrays and torch tensors
+        if len(shape) == 0:
+            return value.item()
+        raise TypeError(
+            f"record({name!r}): got an array of shape {tuple(shape)}; "
+            "record a scalar or a small list/dict summary instead"
+        )
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v, name) for v in value)
+    if isinstance(value, dict):
+        return {_plain(k, name): _plain(v, name) for k, v in value.items()}
+    return value
+
+
+def record(name: str, value: Any) -> None:
+    """Record a named plain value (glued into the notebook) for tests and the results page."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"record: the name must be a non-empty string, got {name!r}")
+    value = _plain(value, name)
+    try:
+        ok = ast.literal_eval(repr(value)) == value
+    except (ValueError, SyntaxError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"record({name!r}): {value!r} is not a plain Python literal that survives "
+            "repr/literal_eval (NaN, inf and objects are rejected)"
+        )
+    from myst_nb import glue  # imported lazily: only notebooks need it
+
+    glue(name, value, display=False)
+    logger.debug("recorded %s = %r", name, value)
+
+
+def read_records(nb: str | Path | Mapping) -> dict[str, Any]:
+    """Values recorded with :func:`record` in an executed notebook (path or NotebookNode)."""
+    if isinstance(nb, (str, Path)):
+        import nbformat
+
+        nb = nbformat.read(str(nb), as_version=4)
+    records: dict[str, Any] = {}
+    for cell in nb["cells"]:
+        if cell.get("cell_type") != "code":
+            continue
+        for output in cell.get("outputs", []):
+            meta = output.get("metadata", {}).get("scrapbook")
+            if not meta or "name" not in meta:
+                continue
+            prefix = meta.get("mime_prefix", "")
+            text = output.get("data", {}).get(prefix + "text/plain")
+            if text is None:
+                continue
+            try:
+                records[meta["name"]] = ast.literal_eval(text)
+            except (ValueError, SyntaxError) as err:
+                if prefix == RECORD_MIME_PREFIX:
+                    raise ValueError(f"record {meta['name']!r} holds a non-literal value: {text[:80]!r}") from err
+                logger.debug("skipping displayed glue %r (not a literal)", meta["name"])
+    return records
+
+
+# --------------------------------------------------------------------------- results
+
+
+def _flatten_metrics(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``{"test": {"ndcg@10": x}}`` -> ``{"test/ndcg@10": x}``."""
+    return {f"{split}/{k}": v for split, values in (metrics or {}).items() for k, v in (values or {}).items()}
+
+
+def load_results(results_dir: str | Path | None = None) -> pd.DataFrame:
+    """One row per ``results/**/*.json``: provenance columns plus ``test/ndcg@10``-style metrics."""
+    if results_dir is None:
+        from rasr_lib.runtime import results_dir as default_results_dir
+
+        results_dir = default_results_dir()
+    results_dir = Path(results_dir)
+    rows = []
+    for path in sorted(results_dir.glob("**/*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object at the top level")
+        config = data.get("config") or {}
+        row = {
+            "kind": "notebook" if "records" in data else "experiment",
+            "dataset": data.get("dataset"),
+            "model": data.get("model", data.get("notebook")),
+            "loss": data.get("loss") or ((config.get("train") or {}).get("loss") if isinstance(config, dict) else None),
+            "profile": data.get("profile"),
+            "seed": data.get("seed"),
+            "protocol": data.get("protocol"),
+            "device": data.get("device"),
+            "wall_time_s": data.get("wall_time_s"),
+            "git_commit": data.get("git_commit"),
+            "best_epoch": data.get("best_epoch"),
+            "n_epochs": len(data.get("history") or []) or None,
+            "path": str(path.relative_to(results_dir)),
+        }
+        row.update(_flatten_metrics(data.get("metrics") or {}))
+        rows.append(row)
+    columns = ["kind", "dataset", "model", "loss", "profile", "seed", "protocol", "device",
+               "wall_time_s", "git_commit", "best_epoch", "n_epochs", "path"]
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=columns + [f"test/{m}" for m in METRICS])
+    return df[columns + [c for c in df.columns if c not in columns]]
+
+
+def results_table(
+    df: pd.DataFrame,
+    split: str = "test",
+    metrics: Iterable[str] = METRICS,
+    with_paper: bool = True,
+) -> pd.DataFrame:
+    """Mean over seeds per (dataset, model, loss, profile, protocol), with the papers' rows beside."""
+    metrics = list(metrics)
+    cols = [f"{split}/{m}" for m in metrics]
+    keys = ["dataset", "model", "loss", "profile", "protocol"]
+    runs = df[df["kind"] == "experiment"] if "kind" in df else df
+    runs = runs.dropna(subset=[c for c in cols if c in runs], how="all")
+    out = []
+    if not runs.empty:
+        runs = runs.assign(loss=runs["loss"].fillna("-"), protocol=runs["protocol"].fillna("-"))
+        grouped = runs.groupby(keys, sort=True, dropna=False)
+        for key, group in grouped:
+            row = dict(zip(keys, key))
+            row["source"] = f"ours ({row.pop('profile')}, {row.pop('protocol')})"
+            row["seeds"] = int(group["seed"].nunique())
+            for m, c in zip(metrics, cols):
+                row[m] = float(group[c].mean()) if c in group else math.nan
+            out.append(row)
+    if with_paper:
+        present = {(r["dataset"], r["model"]) for r in out} or None
+        out.extend(paper_rows(metrics, only=present))
+    table = pd.DataFrame(out, columns=["dataset", "model", "loss", "source", "seeds", *metrics])
+    return table.sort_values(["dataset", "model", "source"], kind="stable").reset_index(drop=True)
+
+
+def paper_rows(metrics: Iterable[str] = METRICS, only: set | None = None) -> list[dict[str, Any]]:
+    """Rows of :data:`PAPER_REFERENCES` (optionally only for the given (dataset, model) pairs)."""
+    rows = []
+    for dataset, models in PAPER_REFERENCES.items():
+        for model, sources in models.items():
+            if only is not None and (dataset, model) not in only:
+                continue
+            for source, values in sources.items():
+                row = {"dataset": dataset, "model": model, "loss": "-", "source": source, "seeds": ""}
+                row.update({m: values.get(m, math.nan) for m in metrics})
+                rows.append(row)
+    return rows
+
+
+def paper_comparison(df: pd.DataFrame, split: str = "test", metric: str = "ndcg@20") -> pd.DataFrame:
+    """Our mean ``metric`` per run group divided by each paper reference (1.0 = equal)."""
+    ours = results_table(df, split=split, metrics=[metric], with_paper=False)
+    rows = []
+    for _, r in ours.iterrows():
+        for source, values in PAPER_REFERENCES.get(r["dataset"], {}).get(r["model"], {}).items():
+            if metric in values:
+                rows.append({"dataset": r["dataset"], "model": r["model"], "loss": r["loss"],
+                             "ours": r["source"], "paper": source, f"ours {metric}": r[metric],
+                             f"paper {metric}": values[metric], "ratio": r[metric] / values[metric]})
+    return pd.DataFrame(rows, columns=["dataset", "model", "loss", "ours", "paper",
+                                       f"ours {metric}", f"paper {metric}", "ratio"])
+
+
+def load_history(path: str | Path, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """The per-epoch ``history`` of one experiment JSON (path relative to ``results_dir``)."""
+    if results_dir is None:
+        from rasr_lib.runtime import results_dir as default_results_dir
+
+        results_dir = default_results_dir()
+    data = json.loads((Path(results_dir) / path).read_text(encoding="utf-8"))
+    return pd.DataFrame(data.get("history") or [])
+
+
+def load_notebook_records(results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Long table (dataset, profile, notebook, name, value) of the runner's notebook JSONs."""
+    if results_dir is None:
+        from rasr_lib.runtime import results_dir as default_results_dir
+
+        results_dir = default_results_dir()
+    rows = []
+    for path in sorted(Path(results_dir).glob("**/*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for name, value in (data.get("records") or {}).items():
+            rows.append({"dataset": data.get("dataset"), "profile": data.get("profile"),
+                         "notebook": data.get("notebook"), "name": name, "value": value})
+    return pd.DataFrame(rows, columns=["dataset", "profile", "notebook", "name", "value"])
+
+
+# --------------------------------------------------------------------------- presentation
+
+
+def table2_comparison(stats: pd.DataFrame) -> pd.DataFrame:
+    """RaSR Table 2 beside ours (``stats_table()`` rows); paper average length and sparsity derived."""
+    order = ["users", "items", "interactions", "average length", "sparsity %"]
+    table = {}
+    for _, r in stats.iterrows():
+        pu, pi, pn = int(r["paper_n_users"]), int(r["paper_n_items"]), int(r["paper_n_interactions"])
+        ours = [int(r["n_users"]), int(r["n_items"]), int(r["n_interactions"]),
+                float(r["avg_len"]), round(100 * float(r["sparsity"]), 2)]
+        paper = [pu, pi, pn, round(pn / pu, 2), round(100 * (1 - pn / (pu * pi)), 2)]
+        table[(r["dataset"], "ours")] = [f"{v:,}" if isinstance(v, int) else f"{v:.2f}" for v in ours]
+        table[(r["dataset"], "paper")] = [f"{v:,}" if isinstance(v, int) else f"{v:.2f}" for v in paper]
+    out = pd.DataFrame(table, index=order)
+    out.columns.names = ["dataset", "source"]
+    return out
+
+
+def split_roles_table(split, user: int) -> pd.DataFrame:
+    """One user's chronological items with their leave-one-out role (before max_len truncation)."""
+    seq = split.dataset.sequence(user)
+    n = len(seq)
+    roles = []
+    for pos in range(n):
+        if pos == n - 1:
+            roles.append("test target")
+        elif pos == n - 2:
+            roles.append("validation target")
+        elif pos == n - 3:
+            roles.append("train target" if pos > 0 else "history only")
+        elif pos == 0:
+            roles.append("train input")
+        else:
+            roles.append("train input and target")
+    return pd.DataFrame({"position": np.arange(1, n + 1), "item": seq,
+                         "title": [split.dataset.item_title(int(i)) for i in seq], "role": roles})
+
+
+def profile_banner(profile: str) -> str:
+    """One Markdown sentence saying what the profile means for the numbers on this page."""
+    from rasr_lib.config import PROFILES
+
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose from {sorted(PROFILES)}")
+    if profile == "full":
+        return ("**Profile `full`**: the paper's settings on the whole dataset; "
+                "the numbers below are comparable to the papers' tables.")
+    changes = ", ".join(f"`{k}={v}`" for k, v in PROFILES[profile].items())
+    return (f"**Profile `{profile}`** ({changes}): a real slice of the data, sized to run in about "
+            "a minute on a 2-core CPU. The numbers illustrate the method; they are not the paper's. "
+            "Full runs are in the results chapter.")
+
+
+def plot_length_histogram(lengths: np.ndarray, title: str = "", bins: int = 50) -> Figure:
+    """Histogram of sequence lengths (log-scaled counts), with the mean marked."""
+    lengths = np.asarray(lengths)
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    ax = fig.subplots()
+    ax.hist(lengths, bins=bins, color="#4C72B0")
+    ax.axvline(lengths.mean(), color="k", ls="--", lw=1, label=f"mean {lengths.mean():.2f}")
+    ax.set(yscale="log", xlabel="interactions per user", ylabel="users", title=title)
+    ax.legend()
+    return fig
+
+
+def plot_item_popularity(items: np.ndarray, n_items: int, title: str = "") -> Figure:
+    """Rank-frequency plot of item popularity on log-log axes (the long tail)."""
+    counts = np.bincount(np.asarray(items), minlength=n_items + 1)[1:]
+    counts = np.sort(counts)[::-1]
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    ax = fig.subplots()
+    ax.loglog(np.arange(1, len(counts) + 1), np.maximum(counts, 1e-1), color="#DD8452")
+    ax.set(xlabel="item rank by popularity", ylabel="interactions", title=title)
+    return fig
+
+
+def plot_histories(histories: Mapping[str, pd.DataFrame], column: str = "valid_ndcg@20") -> Figure:
+    """Validation curves (``column`` per epoch) of several runs, one line each."""
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for label, hist in histories.items():
+        if column in hist and "epoch" in hist:
+            ax.plot(hist["epoch"], hist[column], label=label)
+    ax.set(xlabel="epoch", ylabel=column)
+    if histories:
+        ax.legend(fontsize="small")
+    return fig

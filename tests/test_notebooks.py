@@ -1,0 +1,251 @@
+"""The book's notebooks: static shape checks, then quick-profile runs whose records we assert."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import jupytext
+import pytest
+
+from conftest import NOTEBOOKS, QUICK_DEFAULTS, existing_notebooks
+
+NAMES = existing_notebooks()
+
+# Exact values where the computation is deterministic (data statistics, hand examples).
+EXPECTED = {
+    "01_formulation": {
+        "example/recall@10": 0.6,
+        "example/ndcg@10": (1 + 1 / 2 + 1 / 3) / 5,
+        "example/recall@20": 0.8,
+        "example/ndcg@20": (1 + 1 / 2 + 1 / math.log2(13) + 1 / 3) / 5,
+        "example/rank_unmasked": 5,
+        "example/rank_masked": 4,
+        "user0/length": 5,
+        "user0/test_title": "Dr. Scholl's Quick Heat Paraffin Spa Bath",
+        "popularity/full/recall@10": 0.0175,  # 35 of the 2,000 quick-slice users
+    },
+    "02_data": {
+        **{f"data/beauty/{k}": v for k, v in dict(
+            n_users=22363, n_items=12101, n_interactions=198502, avg_len=8.88, sparsity=0.9993).items()},
+        **{f"data/sports/{k}": v for k, v in dict(
+            n_users=35598, n_items=18357, n_interactions=296337, avg_len=8.32, sparsity=0.9995).items()},
+        **{f"data/toys/{k}": v for k, v in dict(
+            n_users=19412, n_items=11924, n_interactions=167597, avg_len=8.63, sparsity=0.9993).items()},
+        **{f"data/ml-1m/{k}": v for k, v in dict(
+            n_users=6040, n_items=3416, n_interactions=999611, avg_len=165.5, sparsity=0.9516).items()},
+        "data/beauty/median_len": 6,
+        "data/beauty/max_len_share": 0.0068,
+        "data/beauty/top20_share": 0.581,
+    },
+}
+
+
+def _code_cells(name):
+    """Code cells of ``notebooks/<name>.md`` as jupytext reads them."""
+    return [c for c in jupytext.read(NOTEBOOKS / f"{name}.md").cells if c.cell_type == "code"]
+
+
+def test_there_are_notebooks():
+    assert NAMES[:2] == ["01_formulation", "02_data"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_shape(name):
+    """One parameters cell with the quick defaults, short cells, 79 columns, a Record section."""
+    cells = _code_cells(name)
+    params = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, f"{name}: needs exactly one cell tagged 'parameters'"
+    namespace: dict = {}
+    exec(params[0].source, namespace)  # flat literal assignments only
+    assert {k: namespace[k] for k in QUICK_DEFAULTS} == QUICK_DEFAULTS
+    for cell in cells:
+        lines = cell.source.splitlines()
+        assert len(lines) <= 10, f"{name}: a code cell has {len(lines)} lines: {lines[0]!r}"
+        wide = [line for line in lines if len(line) > 79]
+        assert wide == [], f"{name}: code wider than 79 columns: {wide[0]!r}"
+        assert not cell.get("outputs"), f"{name}: the text source must not carry outputs"
+    text = (NOTEBOOKS / f"{name}.md").read_text(encoding="utf-8")
+    assert "format_name: myst" in text and "name: python3" in text
+    assert "record(" in text, f"{name}: records nothing"
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_records(run_notebook, name):
+    """Run with the quick defaults; the deterministic records are exact."""
+    records, _ = run_notebook(name)
+    assert records, f"{name}: recorded nothing"
+    expected = EXPECTED.get(name, {})
+    got = {k: records.get(k) for k in expected}
+    assert {k: v for k, v in got.items() if isinstance(v, str)} == {
+        k: v for k, v in expected.items() if isinstance(v, str)}
+    numbers = {k: v for k, v in expected.items() if not isinstance(v, str)}
+    assert {k: got[k] for k in numbers} == pytest.approx(numbers, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.notebooks
+def test_sampled_metrics_inflate_the_popularity_baseline(run_notebook):
+    records, _ = run_notebook("01_formulation")
+    full, sampled = records["popularity/full/recall@10"], records["popularity/sampled100/recall@10"]
+    assert sampled == pytest.approx(0.233, abs=0.03)
+    assert sampled > 5 * full
+
+
+# ----------------------------------------------------------------------------- the runner
+
+TINY = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+    format_version: 0.13
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# tiny
+
+```{code-cell} ipython3
+:tags: [parameters]
+
+DATASET = "beauty"
+PROFILE = "quick"
+SEED = 0
+```
+
+```{code-cell} ipython3
+from rasr_lib.report import record
+
+record("tiny/seed_plus_one", SEED + 1)
+record("tiny/dataset", DATASET)
+BODY
+```
+"""
+
+
+@pytest.fixture
+def tiny_repo(tmp_path, monkeypatch):
+    """The runner pointed at a temporary notebooks/, runs/, results/ and book cache."""
+    from rasr_lib.experiments import runner
+
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    (nbdir / "01_tiny.md").write_text(TINY.replace("BODY", "SEED * 10"))
+    (nbdir / "02_bad.md").write_text(TINY.replace("BODY", "x = 1 / 0"))
+    monkeypatch.setattr(runner, "NOTEBOOKS_DIR", nbdir)
+    monkeypatch.setattr(runner, "BOOK_CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(runner, "git_commit", lambda: "abc1234")
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
+    return tmp_path
+
+
+@pytest.mark.notebooks
+def test_runner_writes_results_and_skips_an_up_to_date_run(tiny_repo, monkeypatch):
+    from rasr_lib.experiments import runner
+
+    out = runner.run_all("toys", "quick", notebooks=["01"], seed=2)
+    path = tiny_repo / "results" / "toys" / "01_tiny-quick.json"
+    saved = json.loads(path.read_text())
+    assert saved == out["01_tiny"]
+    assert saved["records"] == {"tiny/seed_plus_one": 3, "tiny/dataset": "toys"}
+    assert saved["parameters"] == {"DATASET": "toys", "PROFILE": "quick", "SEED": 2}
+    assert saved["git_commit"] == "abc1234"
+    assert (tiny_repo / "runs" / "notebooks" / "toys" / "quick" / "01_tiny.ipynb").is_file()
+    assert not (tiny_repo / "cache").exists()  # non-default parameters never reach the book cache
+
+    def fail(*args, **kwargs):
+        raise AssertionError("an up-to-date notebook was executed again")
+
+    monkeypatch.setattr(runner, "run_notebook", fail)
+    assert runner.run_all("toys", "quick", notebooks=["01_tiny"], seed=2) == {"01_tiny": saved}
+
+
+@pytest.mark.notebooks
+def test_runner_primes_the_book_cache_with_default_parameters(tiny_repo):
+    from jupyter_cache import get_cache
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    from rasr_lib.experiments import runner
+
+    runner.run_notebook("01_tiny")
+    md = tiny_repo / "notebooks" / "01_tiny.md"
+    book_nb = read_myst_markdown_notebook(md.read_text(), add_source_map=True, path=md)
+    cache = get_cache(str(tiny_repo / "cache"))
+    assert cache.match_cache_notebook(book_nb).pk == 1
+    _, merged = cache.merge_match_into_notebook(book_nb)
+    last = merged.cells[-1]
+    assert last.execution_count == 2
+    assert last.outputs[-1]["output_type"] == "execute_result"
+    assert last.outputs[-1]["data"]["text/plain"] == "0"
+
+
+@pytest.mark.notebooks
+def test_runner_names_the_failing_notebook_and_cell(tiny_repo):
+    from rasr_lib.experiments import runner
+
+    with pytest.raises(runner.NotebookError) as err:
+        runner.run_notebook("02_bad")
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("notebook 02_bad failed in cell [3] ('from rasr_lib.report import record'): "
+                              "ZeroDivisionError: division by zero")
+    assert not (tiny_repo / "results" / "beauty" / "02_bad-quick.json").exists()
+
+
+def test_runner_rejects_unknown_parameters_and_notebooks(tiny_repo):
+    from rasr_lib.experiments import runner
+
+    with pytest.raises(ValueError, match=r"unknown parameters \['EPOCHS'\]"):
+        runner.run_notebook("01_tiny", parameters={"EPOCHS": 3})
+    with pytest.raises(ValueError, match=r"no unique notebook '09'.*\['01_tiny', '02_bad'\]"):
+        runner.notebook_path("09")
+
+
+# ----------------------------------------------------------------------------- results page
+
+
+def _execute_results_page(tmp_path):
+    """Execute book/results.md in a kernel; return (text and HTML outputs joined, number of images)."""
+    from nbclient import NotebookClient
+
+    from conftest import ROOT
+
+    nb = jupytext.read(ROOT / "book" / "results.md")
+    NotebookClient(nb, kernel_name="python3", timeout=300,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    parts, images = [], 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            parts += [data.get("text/markdown", ""), data.get("text/html", ""), out.get("text", "")]
+            images += "image/png" in data
+    return "\n".join(parts), images
+
+
+@pytest.mark.notebooks
+def test_results_page_without_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
+    text, images = _execute_results_page(tmp_path)
+    assert "No full runs committed yet" in text
+    assert "RaSR Table 1 (original data)" in text and "0.0648" in text
+    assert images == 0
+
+
+@pytest.mark.notebooks
+def test_results_page_with_a_full_run(tmp_path, monkeypatch):
+    from test_report import _experiment
+
+    (tmp_path / "results" / "beauty").mkdir(parents=True)
+    run = _experiment("beauty", "sasrec", 0, 0.0368)
+    (tmp_path / "results" / "beauty" / "sasrec-bce-full-seed0.json").write_text(json.dumps(run))
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
+    text, images = _execute_results_page(tmp_path)
+    assert "1 full run(s) committed" in text
+    assert "ours (full, full ranking, history masked)" in text
+    assert re.search(r"<td>1\.0+</td>", text)  # our N@20 0.0368 over DR4SR Table 3's 0.0368
+    assert images == 1  # the training curve

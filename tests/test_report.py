@@ -1,0 +1,168 @@
+"""record/read_records through a real kernel, value coercion, array rejection, results tables."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from rasr_lib import report
+from rasr_lib.report import load_results, read_records, record, results_table
+
+
+@pytest.fixture
+def glued(monkeypatch):
+    """Capture what record() hands to myst_nb.glue (no kernel needed)."""
+    import myst_nb
+
+    calls = {}
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display=True: calls.update({name: (value, display)}))
+    return calls
+
+
+def test_record_round_trips_through_a_real_kernel(tmp_path):
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell("import numpy as np\nfrom rasr_lib.report import record"),
+        nbformat.v4.new_code_cell('record("test/ndcg@10/sasrec", np.float32(0.25))\nrecord("data/n_items", np.int64(12101))'),
+        nbformat.v4.new_code_cell('record("example/table", {"users": [1, 2], "name": "beauty", "ok": True})'),
+    ]
+    NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    path = tmp_path / "executed.ipynb"
+    nbformat.write(nb, str(path))
+    # Pin the glue format we rely on: display_data + scrapbook metadata + papermill mime prefix.
+    out = nb.cells[1].outputs[0]
+    assert out["output_type"] == "display_data"
+    assert out["metadata"]["scrapbook"] == {"name": "test/ndcg@10/sasrec", "mime_prefix": "application/papermill.record/"}
+    assert out["data"] == {"application/papermill.record/text/plain": "0.25"}
+    expected = {
+        "test/ndcg@10/sasrec": 0.25,
+        "data/n_items": 12101,
+        "example/table": {"users": [1, 2], "name": "beauty", "ok": True},
+    }
+    assert read_records(path) == expected
+    assert read_records(nb) == expected
+
+
+def test_record_coerces_numpy_and_torch_scalars(glued):
+    record("a", np.float64(0.125))
+    record("b", np.int32(7))
+    record("c", torch.tensor(3))
+    record("d", np.array(2.5))
+    record("e", [np.int64(1), np.float32(0.5)])
+    record("f", {"k": np.bool_(True)})
+    assert glued == {
+        "a": (0.125, False), "b": (7, False), "c": (3, False), "d": (2.5, False),
+        "e": ([1, 0.5], False), "f": ({"k": True}, False),
+    }
+    assert type(glued["b"][0]) is int and type(glued["c"][0]) is int and type(glued["f"][0]["k"]) is bool
+
+
+def test_record_rejects_arrays_with_a_clear_error(glued):
+    with pytest.raises(TypeError, match=r"record\('x'\): got an array of shape \(3,\)"):
+        record("x", np.arange(3))
+    with pytest.raises(TypeError, match=r"shape \(2, 2\)"):
+        record("y", torch.zeros(2, 2))
+    with pytest.raises(TypeError, match=r"shape \(2,\)"):
+        record("z", [np.zeros(2)])
+    assert glued == {}
+
+
+def test_record_rejects_non_literals(glued):
+    with pytest.raises(ValueError, match="not a plain Python literal"):
+        record("nan", float("nan"))
+    with pytest.raises(ValueError, match="not a plain Python literal"):
+        record("obj", object())
+    with pytest.raises(ValueError, match="non-empty string"):
+        record("", 1)
+    assert glued == {}
+
+
+def test_read_records_skips_displayed_non_literal_glue():
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [
+        nbformat.v4.new_output("display_data", data={"text/plain": "<Figure size 640x480>"},
+                               metadata={"scrapbook": {"name": "fig", "mime_prefix": ""}}),
+        nbformat.v4.new_output("display_data", data={"application/papermill.record/text/plain": "3"},
+                               metadata={"scrapbook": {"name": "n", "mime_prefix": "application/papermill.record/"}}),
+    ]
+    nb.cells = [cell]
+    assert read_records(nb) == {"n": 3}
+
+
+def _experiment(dataset, model, seed, ndcg20):
+    """A results JSON in the schema of rasr_lib.experiments.run_experiment."""
+    test = {"recall@10": 0.05, "recall@20": 0.08, "ndcg@10": 0.03, "ndcg@20": ndcg20}
+    return {
+        "dataset": dataset, "model": model, "loss": "bce", "profile": "full", "seed": seed,
+        "protocol": "full ranking, history masked", "device": "cpu", "wall_time_s": 10.0,
+        "git_commit": "abc1234", "config": {"train": {"loss": "bce"}}, "best_epoch": 3,
+        "metrics": {"valid": dict(test), "test": test},
+        "history": [{"epoch": 1, "loss": 0.7, "valid_ndcg@20": 0.01}, {"epoch": 2, "loss": 0.6, "valid_ndcg@20": 0.02}],
+    }
+
+
+def test_load_results_and_results_table(tmp_path):
+    (tmp_path / "beauty").mkdir()
+    for seed, value in [(0, 0.040), (1, 0.042)]:
+        path = tmp_path / "beauty" / f"sasrec-bce-full-seed{seed}.json"
+        path.write_text(json.dumps(_experiment("beauty", "sasrec", seed, value)))
+    (tmp_path / "beauty" / "02_data-quick.json").write_text(json.dumps(
+        {"notebook": "02_data", "dataset": "beauty", "profile": "quick", "records": {"data/beauty/n_users": 22363}}))
+    df = load_results(tmp_path)
+    assert len(df) == 3
+    assert sorted(df["kind"]) == ["experiment", "experiment", "notebook"]
+    runs = df[df["kind"] == "experiment"]
+    assert list(runs["test/ndcg@20"]) == [0.040, 0.042]
+    assert list(runs["n_epochs"]) == [2, 2]
+    table = results_table(df)
+    ours = table[table["source"].str.startswith("ours")]
+    assert len(ours) == 1
+    assert ours.iloc[0]["seeds"] == 2
+    assert ours.iloc[0]["ndcg@20"] == pytest.approx(0.041)
+    paper = table[table["source"] == "RaSR Table 1 (original data)"]
+    assert paper.iloc[0]["recall@10"] == 0.0648
+    comparison = report.paper_comparison(df)
+    assert comparison["ratio"].round(4).tolist() == [round(0.041 / 0.0423, 4), round(0.041 / 0.0368, 4)]
+    records = report.load_notebook_records(tmp_path)
+    assert records.to_dict("records") == [
+        {"dataset": "beauty", "profile": "quick", "notebook": "02_data", "name": "data/beauty/n_users", "value": 22363}]
+
+
+def test_load_results_on_an_empty_folder(tmp_path):
+    df = load_results(tmp_path)
+    assert len(df) == 0
+    assert "test/ndcg@20" in df.columns
+    table = results_table(df)
+    assert set(table["source"]) == {"RaSR Table 1 (original data)", "DR4SR Table 3 (original data)"}
+
+
+def test_load_results_names_a_broken_file(tmp_path):
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"bad\.json: not valid JSON"):
+        load_results(tmp_path)
+
+
+def test_paper_references_are_the_papers_numbers():
+    refs = report.PAPER_REFERENCES["beauty"]
+    assert refs["sasrec"]["RaSR Table 1 (original data)"] == {
+        "recall@10": 0.0648, "recall@20": 0.0966, "ndcg@10": 0.0343, "ndcg@20": 0.0423}
+    assert refs["gru4rec"]["DR4SR Table 3 (original data)"] == {
+        "recall@10": 0.0204, "recall@20": 0.0382, "ndcg@10": 0.0107, "ndcg@20": 0.0150}
+    assert all(not math.isnan(v) for ds in report.PAPER_REFERENCES.values() for m in ds.values()
+               for s in m.values() for v in s.values())
+
+
+def test_profile_banner_names_the_profile():
+    assert report.profile_banner("quick").startswith("**Profile `quick`**")
+    assert "data.max_users=2000" in report.profile_banner("quick")
+    with pytest.raises(ValueError, match="unknown profile"):
+        report.profile_banner("nope")
