@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as err:  # DataError is a ValueError
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except RuntimeError as err:  # NotebookError: names the notebook and the failing cell
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted: the last finished epoch is checkpointed; rerun the same command to resume",
               file=sys.stderr)

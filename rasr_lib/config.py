@@ -74,9 +74,9 @@ class ExperimentConfig:
 PROFILES: dict[str, dict[str, Any]] = {
     "full": {},
     "quick": {
-        "data.max_users": 2000,
-        "train.epochs": 3,
-        "train.patience": 3,
+        "data.max_users": 1000,
+        "train.epochs": 2,
+        "train.patience": 2,
     },
 }
 

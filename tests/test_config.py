@@ -10,7 +10,7 @@ def test_layering_order():
     assert cfg.data.dataset == "toys"
     assert cfg.model.inner_dim == 256  # GRU4Rec default from DR4SR
     assert cfg.train.weight_decay == 1e-4
-    assert cfg.data.max_users == 2000  # quick profile
+    assert cfg.data.max_users == 1000  # quick profile
     assert cfg.train.epochs == 7  # explicit override wins over the profile
     full = load_config("beauty", "full")
     assert (full.data.max_users, full.train.epochs, full.train.patience) == (0, 200, 20)

@@ -85,7 +85,8 @@ def popularity_ndcg(split):
 
 def train_slice(split, name, loss, epochs):
     """Train a quick-profile backbone on ``split``; return its TrainResult."""
-    cfg = load_config("beauty", "quick", {"train.loss": loss, "train.epochs": epochs}, model=name)
+    cfg = load_config("beauty", "quick", {"train.loss": loss, "train.epochs": epochs,
+                                           "train.patience": epochs}, model=name)
     generator = set_seed(0)
     model = build_model(cfg, split.n_items)
     return fit(model, split, cfg.train, cfg.eval, torch.device("cpu"), generator, progress=False)

@@ -29,17 +29,23 @@ def small_split():
 
 
 def run(split, epochs, checkpoint=None):
-    """Train SASRec/BCE for ``epochs`` from seed 0; return its history."""
+    """Train SASRec/BCE for ``epochs`` from seed 0; return [loss, valid N@20] per epoch, flat."""
     cfg = load_config("beauty", "quick", {"train.epochs": epochs, "train.patience": 50,
                                           "train.batch_size": 64})
     generator = set_seed(0)
     model = build_model(cfg, split.n_items)
     result = fit(model, split, cfg.train, cfg.eval, torch.device("cpu"), generator, checkpoint, progress=False)
-    return [(h["loss"], h["valid_ndcg@20"]) for h in result.history]
+    return [v for h in result.history for v in (h["loss"], h["valid_ndcg@20"])]
+
+
+# MKL's CPU matrix kernels may pick a code path by buffer alignment, so two runs can differ
+# in the last float bits (seen: 1.3898427 vs 1.3898428); equal to 1e-5 relative is the
+# promise, far below the 4 decimals any result is reported with.
+SAME = {"rel": 1e-5, "abs": 1e-7}
 
 
 def test_same_seed_same_numbers(small_split):
-    assert run(small_split, 2) == run(small_split, 2)
+    assert run(small_split, 2) == pytest.approx(run(small_split, 2), **SAME)
 
 
 def test_resume_equals_uninterrupted(small_split, tmp_path):
@@ -47,8 +53,8 @@ def test_resume_equals_uninterrupted(small_split, tmp_path):
     straight = run(small_split, 3)
     first = run(small_split, 2, checkpoint)  # "crash" after two epochs
     resumed = run(small_split, 3, checkpoint)
-    assert first == straight[:2]
-    assert resumed == straight
+    assert first == pytest.approx(straight[:4], **SAME)
+    assert resumed == pytest.approx(straight, **SAME)
 
 
 def test_batches_cover_every_training_row_once(small_split):

@@ -2,6 +2,6 @@
 
 from rasr_lib.experiments.runner import NotebookError, list_notebooks, run_all, run_notebook
 
-# from rasr_lib.experiments.train_run import run_experiment  # added by the lead with train_run.py
+from rasr_lib.experiments.train_run import run_experiment
 
-__all__ = ["NotebookError", "list_notebooks", "run_all", "run_notebook"]
+__all__ = ["NotebookError", "list_notebooks", "run_all", "run_experiment", "run_notebook"]
