@@ -99,7 +99,8 @@ class GeneratorConfig:
         if not 0.0 <= self.generative_prob <= 1.0:
             raise ValueError(f"generative_prob must be in [0, 1], got {self.generative_prob}")
         if not 2 <= self.decode_max_len <= self.max_len + 1:
-            raise ValueError(f"decode_max_len must be in [2, max_len + 1], got {self.decode_max_len}")
+            raise ValueError(f"decode_max_len must be in [2, max_len + 1] (positions), got "
+                             f"{self.decode_max_len} with max_len {self.max_len}")
 
 
 # Overrides that turn the defaults into each method's setting (method-facts §2.2-2.3, §4).
@@ -130,7 +131,9 @@ class Ragged(NamedTuple):
     offsets: np.ndarray  # int64[n + 1]
     items: np.ndarray  # int64[offsets[-1]], item ids 1..n_items
 
-    def __len__(self) -> int:
+    @property
+    def n_rows(self) -> int:
+        """Number of sequences."""
         return int(len(self.offsets) - 1)
 
     @property
@@ -190,7 +193,8 @@ def rasr_pairs(
     tgt = Ragged(augmented.offsets.astype(np.int64), augmented.items.astype(np.int64))
     if include_identity:
         rows = np.concatenate([rows, np.arange(len(users))])
-        tgt = as_ragged(list(np.split(tgt.items, tgt.offsets[1:-1])) + list(np.split(src_items, src_off[1:-1])))
+        variants = np.split(tgt.items, tgt.offsets[1:-1])
+        tgt = as_ragged(list(variants) + list(np.split(src_items, src_off[1:-1])))
     lengths = np.diff(src_off)[rows]
     offsets = np.zeros(len(rows) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -295,7 +299,8 @@ class SequenceGenerator(nn.Module):
         """
         weight = torch.as_tensor(weight, dtype=self.item_embedding.weight.dtype)
         if tuple(weight.shape) != (self.n_items + 1, self.cfg.hidden_dim):
-            raise ValueError(f"expected [{self.n_items + 1}, {self.cfg.hidden_dim}], got {list(weight.shape)}")
+            raise ValueError(f"expected [{self.n_items + 1}, {self.cfg.hidden_dim}], "
+                             f"got {list(weight.shape)}")
         with torch.no_grad():
             table = self.item_embedding.weight
             table[: self.n_items + 1].copy_(weight.to(table.device))
@@ -339,7 +344,10 @@ class SequenceGenerator(nn.Module):
         return tokens
 
     def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Encoder E (with E_r when relation-aware): (memory [B, Ls, d], key padding bool[B, Ls], tokens [B, Ls])."""
+        """RaSR encoder E with E_r: (memory [B, Ls, d], key padding bool[B, Ls], tokens LongTensor[B, Ls]).
+
+        ``src`` LongTensor[B, L]: right-padded item ids; Ls = L + 2 with ``wrap_source``.
+        """
         tokens = self.source_tokens(src)
         x = self._embed(tokens)
         if self.cfg.relation_aware:
@@ -387,6 +395,33 @@ class SequenceGenerator(nn.Module):
         return self.decoder(x, memory, tgt_mask=causal, tgt_is_causal=True,
                             memory_key_padding_mask=memory_pad)
 
+    def decode_next(
+        self, tokens: torch.Tensor, position: int, memory: torch.Tensor, memory_pad: torch.Tensor,
+        cache: list[torch.Tensor] | None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One incremental decoder step: the state FloatTensor[A, d] at ``position`` of token LongTensor[A].
+
+        ``cache`` holds each layer's inputs at the earlier positions ([A, position, d] per layer;
+        None at position 0) and is returned extended. Equals ``decode(prefix)[:, -1]`` in eval
+        mode, at O(position) instead of O(position^2) cost per step.
+        """
+        x = self.item_embedding(tokens) + self.position_embedding.weight[position]
+        x = self.input_dropout(x)[:, None]  # [A, 1, d]
+        new_cache = []
+        for i, layer in enumerate(self.decoder.layers):
+            if layer.norm_first:
+                raise NotImplementedError("decode_next implements post-LN decoder layers only")
+            keys = x if cache is None else torch.cat([cache[i], x], dim=1)
+            new_cache.append(keys)
+            x = layer.norm1(x + layer.dropout1(layer.self_attn(x, keys, keys, need_weights=False)[0]))
+            attn = layer.multihead_attn(x, memory, memory, key_padding_mask=memory_pad, need_weights=False)[0]
+            x = layer.norm2(x + layer.dropout2(attn))
+            ff = layer.linear2(layer.dropout(layer.activation(layer.linear1(x))))
+            x = layer.norm3(x + layer.dropout3(ff))
+        if self.decoder.norm is not None:
+            x = self.decoder.norm(x)
+        return x[:, 0], new_cache
+
     def _states(
         self, src: torch.Tensor, tgt_in: torch.Tensor, memory_index: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -422,10 +457,16 @@ class SequenceGenerator(nn.Module):
         condition encoder mixes them).
         """
         states, _, tokens = self._states(src, tgt_in, memory_index)
-        logits = states @ self.item_embedding.weight.T
+        logits = self._never_targets(states @ self.item_embedding.weight.T)
         if self.cfg.extractive_mask:
             logits = logits.masked_fill(~self.source_membership(tokens)[:, None, :], -torch.inf)
         return logits
+
+    def _never_targets(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits [..., V] with PAD and SOS at -inf: they are never targets (DR4SR keeps them)."""
+        blocked = torch.zeros(self.vocab_size, dtype=torch.bool, device=logits.device)
+        blocked[[0, self.sos]] = True
+        return logits.masked_fill(blocked, -torch.inf)
 
     def teacher_forcing(self, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. (8) inputs SOS + target and outputs target + EOS, LongTensor[B, min(L, max_len) + 1] each.
@@ -451,7 +492,7 @@ class SequenceGenerator(nn.Module):
         tgt_in, tgt_out = self.teacher_forcing(tgt)
         states, weights, tokens = self._states(src, tgt_in)
         valid = tgt_out > 0
-        logits = states[valid] @ self.item_embedding.weight.T  # only real positions: [N, V]
+        logits = self._never_targets(states[valid] @ self.item_embedding.weight.T)  # real positions: [N, V]
         if self.cfg.extractive_mask:
             rows = torch.nonzero(valid)[:, 0]
             logits = logits.masked_fill(~self.source_membership(tokens)[rows], -torch.inf)
@@ -486,7 +527,7 @@ def iterate_pair_batches(
     sorted by length inside pools of ``pool`` batches (then batches are shuffled), as in
     :func:`rasr_lib.training.iterate_train_batches`.
     """
-    n = len(src)
+    n = src.n_rows
     order = torch.randperm(n, generator=generator).numpy()
     size = np.maximum(np.minimum(src.lengths, max_len), np.minimum(tgt.lengths, max_len + 1))
     chunks = [order[i : i + batch_size * pool] for i in range(0, n, batch_size * pool)]
@@ -527,8 +568,8 @@ def fit_generator(
     lr, tau, seconds).
     """
     src, tgt = as_ragged(pairs_src), as_ragged(pairs_tgt)
-    if len(src) != len(tgt):
-        raise ValueError(f"{len(src)} sources but {len(tgt)} targets")
+    if src.n_rows != tgt.n_rows:
+        raise ValueError(f"{src.n_rows} sources but {tgt.n_rows} targets")
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, cfg.adam_beta2), eps=cfg.adam_eps)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(cfg.epochs, 1))

@@ -12,10 +12,12 @@ pass) by greedy decoding that never repeats an item within one output:
   only not-yet-generated source items; EOS is always allowed;
 - decoding stops at EOS or after ``decode_max_len - 1`` items (DR4SR: 25 tokens with SOS).
 
-DR4SR decodes one sequence at a time. Here a batch of sources is encoded once, its K memories
-are expanded to ``B * K`` rows, and all rows step together with ``[rows, vocabulary]`` masks on
-the device; finished rows leave the batch, and the decoder is re-run on the growing prefix.
-Empty outputs, copies of the source and repeats are dropped.
+DR4SR decodes one sequence at a time and re-runs the decoder on the whole prefix at every step.
+Here a batch of sources is encoded once, its K memories are expanded to ``B * K`` rows, all rows
+step together (masks are scatters into the ``[rows, vocabulary]`` logits on the device), the
+decoder advances one position per step from a cache of each layer's inputs
+(:meth:`~rasr_lib.rasr.generator.SequenceGenerator.decode_next`, equal to the full re-run), and
+finished rows leave the batch. Empty outputs, copies of the source and repeats are dropped.
 
 Regenerated sequences are **training rows only**: :func:`training_rows` / :func:`extend_split`
 append them to a :class:`~rasr_lib.data.split.SplitData`'s training arrays (input ``s[:-1]``,
@@ -139,7 +141,11 @@ def decode_batch(
 
     ``src`` LongTensor[B, L]: right-padded sources on the model's device. Row ``b * K + k`` is
     source b decoded with memory k; items are right-padded, EOS removed, T = decode_max_len - 1.
-    ``rng`` (CPU) draws the generative/restrictive choice of every row at every step.
+    ``rng`` (CPU) draws the generative/restrictive choice of every row at every step. The
+    encoder runs once; the decoder advances one position per step (:meth:`decode_next`), and
+    finished rows leave the working set. Masks are scatters of ``-inf`` into the logits: the
+    items already emitted (plus PAD and SOS) always, everything but the source items and EOS
+    on restricted steps.
     """
     device = src.device
     K, V, eos = model.n_memories, model.vocab_size, model.eos
@@ -149,51 +155,53 @@ def decode_batch(
         memory = model.memories(memory).permute(0, 2, 1, 3).reshape(B * K, Ls, d)
         pad = pad.repeat_interleave(K, 0)
     rows_total = B * K
-    row_source = torch.arange(B, device=device).repeat_interleave(K)
-    member = model.source_membership(tokens)  # [B, V]: source items + EOS
+    eos_col = torch.full((B, 1), eos, dtype=torch.long, device=device)
+    candidates = torch.cat([tokens, eos_col], 1).repeat_interleave(K, 0)  # source items + EOS
     steps = cfg.decode_max_len - 1
-    ys = torch.zeros(rows_total, steps + 1, dtype=torch.long, device=device)
-    ys[:, 0] = model.sos
-    blocked = torch.zeros(rows_total, V, dtype=torch.bool, device=device)
-    blocked[:, 0] = True
-    blocked[:, model.sos] = True
-    if cfg.prefix_mode == "copy" and cfg.keep_prefix > 0:
+    copy = cfg.prefix_mode == "copy" and cfg.keep_prefix > 0
+    if copy:
         forced, forced_len = copy_prefix(src, min(cfg.keep_prefix, steps))
         forced, forced_len = forced.repeat_interleave(K, 0), forced_len.repeat_interleave(K, 0)
-    else:
-        forced_len = torch.zeros(rows_total, dtype=torch.long, device=device)
+    out = torch.zeros(rows_total, steps, dtype=torch.long, device=device)
     out_len = torch.zeros(rows_total, dtype=torch.long, device=device)
-    active = torch.arange(rows_total, device=device)
+    alive = torch.arange(rows_total, device=device)  # global row of every working row
+    ys = torch.full((rows_total, 1), model.sos, dtype=torch.long, device=device)  # SOS + emitted
+    cache = None
     table_t = model.item_embedding.weight.T
     for t in range(steps):
-        if active.numel() == 0:
+        if alive.numel() == 0:
             break
-        draws = torch.rand(rows_total, generator=rng).to(device)
-        nxt = torch.empty(active.numel(), dtype=torch.long, device=device)
-        is_forced = forced_len[active] > t
+        draws = torch.rand(rows_total, generator=rng).to(device)[alive]
+        states, cache = model.decode_next(ys[:, -1], t, memory, pad, cache)
+        nxt = torch.empty(alive.numel(), dtype=torch.long, device=device)
+        is_forced = forced_len[alive] > t if copy else torch.zeros_like(alive, dtype=torch.bool)
         if is_forced.any():
-            nxt[is_forced] = forced[active[is_forced], t]
+            nxt[is_forced] = forced[alive[is_forced], t]
         free = torch.nonzero(~is_forced).squeeze(1)
         if free.numel():
-            rows = active[free]
-            states = model.decode(ys[rows, : t + 1], memory[rows], pad[rows])[:, -1]
-            logits = states @ table_t  # [F, V]
+            logits = states[free] @ table_t  # [F, V]
             if cfg.prefix_mode == "restrictive" and t < cfg.keep_prefix:
-                restrict = torch.ones(rows.numel(), dtype=torch.bool, device=device)
+                restrict = torch.ones(free.numel(), dtype=torch.bool, device=device)
             else:
-                restrict = draws[rows] >= cfg.generative_prob
-            mask = blocked[rows]
+                restrict = draws[free] >= cfg.generative_prob
             if restrict.any():
-                mask |= restrict[:, None] & ~member[row_source[rows]]
-            nxt[free] = logits.masked_fill_(mask, -torch.inf).argmax(1)
-        ys[active, t + 1] = nxt
-        blocked[active, nxt] = True
+                r = torch.nonzero(restrict).squeeze(1)
+                cand = candidates[alive[free[r]]]
+                only = torch.full((r.numel(), V), -torch.inf, device=device, dtype=logits.dtype)
+                logits[r] = only.scatter_(1, cand, logits[r].gather(1, cand))
+            logits.scatter_(1, ys[free], -torch.inf)  # SOS and the items already emitted
+            logits[:, 0] = -torch.inf
+            nxt[free] = logits.argmax(1)
         done = nxt == eos
-        out_len[active[~done]] += 1
-        active = active[~done]
-    items = ys[:, 1:]
-    items[torch.arange(steps, device=device)[None] >= out_len[:, None]] = 0
-    return items, out_len
+        grow = alive[~done]
+        out[grow, t] = nxt[~done]
+        out_len[grow] += 1
+        ys = torch.cat([ys, nxt[:, None]], 1)
+        if done.any():
+            keep = torch.nonzero(~done).squeeze(1)
+            alive, ys, memory, pad = alive[keep], ys[keep], memory[keep], pad[keep]
+            cache = [c[keep] for c in cache]
+    return out, out_len
 
 
 def greedy_decode(
@@ -235,7 +243,8 @@ def greedy_decode(
 
 
 def filter_outputs(
-    out: np.ndarray, out_len: np.ndarray, sources: np.ndarray, lengths: np.ndarray, K: int, dedup: str = "source"
+    out: np.ndarray, out_len: np.ndarray, sources: np.ndarray, lengths: np.ndarray, K: int,
+    dedup: str = "source",
 ) -> tuple[np.ndarray, dict]:
     """Rows of ``out`` [N*K, T] to keep: non-empty, not equal to their source, first of repeats.
 
@@ -343,7 +352,9 @@ def training_rows(
     return train_input, train_target, train_len
 
 
-def extend_split(split: SplitData, regenerated: RegeneratedSet, ratio: float = 1.0, seed: int = 0) -> SplitData:
+def extend_split(
+    split: SplitData, regenerated: RegeneratedSet, ratio: float = 1.0, seed: int = 0
+) -> SplitData:
     """``split`` with a fraction ``ratio`` of the regenerated sequences appended as training rows.
 
     Validation and test arrays are unchanged; the new rows get ``train_user = -1`` (synthetic).
@@ -407,7 +418,8 @@ def save_regenerated(path: str | Path, result: RegeneratedSet, config, seed: int
     tmp = sidecar.with_name(sidecar.name + ".tmp")
     tmp.write_text(json.dumps(meta, indent=1, sort_keys=True, default=str))
     os.replace(tmp, sidecar)
-    logger.info("saved %d regenerated sequences to %s (config %s)", result.n_sequences, path, meta["config_hash"])
+    logger.info("saved %d regenerated sequences to %s (config %s)",
+                result.n_sequences, path, meta["config_hash"])
     return path
 
 
