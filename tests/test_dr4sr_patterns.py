@@ -77,6 +77,17 @@ def test_repeated_items_and_lengths():
     assert len(windowed_subsequences([1, 2, 3, 4, 5, 6], max_span=5)) == 41
 
 
+def test_numpy_miner_matches_set_reference():
+    """The vectorised miner equals the per-sequence-set reference on random data."""
+    rng = np.random.default_rng(5)
+    seqs = _random_sequences(rng, 150, 10, 12) + [np.array([3, 3, 3, 3, 3, 3])]
+    for max_span, min_freq, min_len, max_len in [(5, 2, 2, None), (4, 3, 1, None), (5, 2, 3, 4)]:
+        counts = count_patterns(seqs, max_span, min_len, max_len)
+        expected = sorted((p for p, c in counts.items() if c >= min_freq), key=lambda p: (len(p), p))
+        got = mine_patterns(seqs, max_span, min_freq, min_len, max_len)
+        assert got == expected and len(got) > 100
+
+
 def test_is_ordered_sublist():
     """DR4SR's is_sublist: in order, gaps allowed, anywhere in the sequence."""
     pos = _positions([5, 1, 2, 5, 3])
@@ -146,7 +157,8 @@ def test_pairs_deterministic_under_seed():
 
 def test_pattern_training_rows():
     """Input p[:-1], target p[1:], right-padded int64; over-long rows keep their last steps."""
-    item_seq, target, seq_len = pattern_training_rows([(1, 2), (3, 4, 5, 6), (7,), (1, 2, 3, 4, 5, 6)], max_len=4)
+    pats = [(1, 2), (3, 4, 5, 6), (7,), (1, 2, 3, 4, 5, 6)]
+    item_seq, target, seq_len = pattern_training_rows(pats, max_len=4)
     assert item_seq.dtype == target.dtype == seq_len.dtype == np.int64
     assert item_seq.tolist() == [[1, 0, 0, 0], [3, 4, 5, 0], [2, 3, 4, 5]]
     assert target.tolist() == [[2, 0, 0, 0], [4, 5, 6, 0], [3, 4, 5, 6]]
@@ -159,7 +171,8 @@ def test_training_sequences_hold_out_two():
     """Mining input is ``seq[:-2]`` of every user, untruncated."""
     from rasr_lib.data.schema import SeqDataset
 
-    ds = SeqDataset("toy", offsets=np.array([0, 4, 9]), items=np.array([1, 2, 3, 4, 5, 6, 7, 8, 9]), n_items=9)
+    items = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9])
+    ds = SeqDataset("toy", offsets=np.array([0, 4, 9]), items=items, n_items=9)
     assert [s.tolist() for s in training_sequences(ds)] == [[1, 2], [5, 6, 7]]
 
 
@@ -181,3 +194,14 @@ def test_matches_seq2pat_on_random_and_beauty():
             theirs = {tuple(p[:-1]) for p in miner.get_patterns(min_frequency=min_frequency)}
             assert len(ours) > 0
             assert ours == theirs
+
+
+def test_lazy_shuffle_is_a_permutation():
+    """The chunked Fisher-Yates visits every candidate exactly once, in a seeded order."""
+    from rasr_lib.dr4sr.patterns import _lazy_shuffle
+
+    values = np.arange(100, 300)
+    a = list(_lazy_shuffle(values, np.random.default_rng(1), chunk=8))
+    b = list(_lazy_shuffle(values, np.random.default_rng(1), chunk=8))
+    assert sorted(a) == values.tolist() and a == b and a != values.tolist()
+    assert values.tolist() == list(range(100, 300))  # input untouched

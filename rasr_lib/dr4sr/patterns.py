@@ -6,10 +6,12 @@ training sequence ``seq[:-2]``. A pattern is an ordered subsequence (gaps allowe
 >= 2 whose first and last items lie at most ``max_span`` positions apart, counted inclusively
 (seq2pat adds the constraint ``1 <= span(index) <= max_span - 1``). Its frequency is the number
 of sequences that contain it at least once in such a window; a pattern repeated inside one
-sequence counts once. This module re-implements that miner exactly (cross-checked against
-seq2pat 2.0.0 in ``tests/test_dr4sr_patterns.py``) with plain Python sets: every occurrence
-starts at some position ``i`` and takes any subset of the next ``max_span - 1`` items, so each
-position contributes at most ``2**(max_span-1) - 1`` candidates, de-duplicated per sequence.
+sequence counts once. This module re-implements that miner exactly (identical output to
+seq2pat 2.0.0 on full Beauty, Toys and Sports; cross-checked in ``tests/test_dr4sr_patterns.py``):
+every occurrence starts at some position ``i`` and takes any subset of the next
+``max_span - 1`` items, so each position contributes at most ``2**(max_span-1) - 1``
+candidates, de-duplicated per sequence (:func:`windowed_subsequences`, the readable
+reference) and counted with numpy (:func:`mine_patterns`, 1-2 s on full Beauty).
 
 The mined patterns are then used twice (DR4SR Sec. 3.1):
 
@@ -124,7 +126,7 @@ def mine_patterns(
     if max_span < 1:
         raise ValueError(f"max_span must be >= 1, got {max_span}")
     start = time.perf_counter()
-    arrays = [np.asarray(_as_list(s) if not isinstance(s, np.ndarray) else s, dtype=np.int64) for s in sequences]
+    arrays = [np.asarray(s if isinstance(s, np.ndarray) else _as_list(s), dtype=np.int64) for s in sequences]
     lengths = np.array([len(a) for a in arrays], dtype=np.int64)
     items = np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
     dtype = np.int32 if items.size == 0 or (items.max() < 2**31 and len(arrays) < 2**31) else np.int64
@@ -182,6 +184,25 @@ def _positions(items: list[int]) -> dict[int, list[int]]:
     return out
 
 
+def _lazy_shuffle(values: np.ndarray, rng: np.random.Generator, chunk: int = 64):
+    """Yield ``values`` in a uniformly random order, shuffling only as far as it is consumed.
+
+    A forward Fisher-Yates shuffle run in chunks of growing size (the swap targets of a chunk
+    are drawn in one call): a consumer that stops after a few hits never pays for shuffling a
+    long candidate list.
+    """
+    values = np.array(values, copy=True)
+    n, t = len(values), 0
+    while t < n:
+        m = min(chunk, n - t)
+        targets = rng.integers(np.arange(t, t + m), n).tolist()
+        for i, j in zip(range(t, t + m), targets):
+            values[i], values[j] = values[j], values[i]
+            yield int(values[i])
+        t += m
+        chunk *= 2
+
+
 def pattern_pairs(
     train_sequences: Sequence[Sequence[int]],
     patterns: Sequence[Pattern],
@@ -192,44 +213,47 @@ def pattern_pairs(
     """DR4SR's (sequence -> pattern) pairs: up to ``max_pairs`` contained patterns per sequence.
 
     DR4SR shuffles the whole pattern list for each sequence and keeps the first ``max_pairs``
-    that are ordered sub-lists of it; this draws the same distribution (a uniformly random
-    ordered selection of the contained patterns) with a seeded ``np.random.Generator`` and
-    without scanning every pattern: candidates are indexed by their first item.
+    that are ordered sub-lists of it: a uniformly random ordered selection of the contained
+    patterns. This draws the same distribution with a seeded ``np.random.Generator``:
 
-    ``max_span=None`` (default) is DR4SR's own check (``is_sublist``: in order, anywhere in the
-    sequence, no span limit); an integer also requires the pattern to fit in a window of
-    ``max_span`` consecutive positions (the mining constraint).
+    - ``max_span=None`` (default), DR4SR's own check (``is_sublist``: in order, anywhere in
+      the sequence, no span limit): only the patterns whose first item occurs in the sequence
+      are candidates (index by first item), visited in random order until ``max_pairs`` hits;
+    - ``max_span=k``: the pattern must also fit in ``k`` consecutive positions (the mining
+      constraint); the contained patterns are then exactly the sequence's windowed
+      subsequences that were mined, and ``max_pairs`` of them are drawn.
 
     Returns (source_index int64[P]: index into ``train_sequences`` of each pair's source,
     list of P pattern tuples), grouped by source in increasing source order.
     """
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    patterns = [tuple(int(x) for x in p) for p in patterns]
-    pattern_id = {p: k for k, p in enumerate(patterns)}
-    by_first: dict[int, list[int]] = {}
-    for k, p in enumerate(patterns):
-        by_first.setdefault(p[0], []).append(k)
-    lengths = [len(p) for p in patterns]
-    max_len = max(lengths, default=0)
+    patterns = [p if isinstance(p, tuple) else tuple(_as_list(p)) for p in patterns]
+    firsts = np.array([p[0] for p in patterns], dtype=np.int64)
+    order = np.argsort(firsts, kind="stable")
+    heads, starts = np.unique(firsts[order], return_index=True)
+    by_first = dict(zip(heads.tolist(), np.split(order, starts[1:]))) if len(order) else {}
+    pattern_id = {p: k for k, p in enumerate(patterns)} if max_span is not None else {}
     src_out: list[int] = []
     pat_out: list[Pattern] = []
     for s, seq in enumerate(train_sequences):
         items = _as_list(seq)
         if max_span is not None:
-            subs = windowed_subsequences(items, max_span, min_length=1, max_length=max_len)
+            # contained patterns = the sequence's windowed subsequences that were mined
+            subs = windowed_subsequences(items, max_span, min_length=1)
             found = sorted(pattern_id[p] for p in subs if p in pattern_id)
+            hits = [found[j] for j in rng.permutation(len(found))[:max_pairs].tolist()]
         else:
             pos = _positions(items)
-            found = []
-            for first in sorted(pos):
-                for k in by_first.get(first, ()):
-                    if lengths[k] <= len(items) and is_ordered_sublist(patterns[k], pos):
-                        found.append(k)
-        if not found:
-            continue
-        order = rng.permutation(len(found))[:max_pairs]
-        src_out.extend([s] * len(order))
-        pat_out.extend(patterns[found[j]] for j in order.tolist())
+            blocks = [by_first[i] for i in sorted(pos) if i in by_first]
+            candidates = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.int64)
+            hits = []
+            for k in _lazy_shuffle(candidates, rng):
+                if is_ordered_sublist(patterns[k], pos):
+                    hits.append(k)
+                    if len(hits) == max_pairs:
+                        break
+        src_out.extend([s] * len(hits))
+        pat_out.extend(patterns[k] for k in hits)
     return np.asarray(src_out, dtype=np.int64), pat_out
 
 
