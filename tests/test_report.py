@@ -163,6 +163,8 @@ def test_paper_references_are_the_papers_numbers():
 
 def test_profile_banner_names_the_profile():
     assert report.profile_banner("quick").startswith("**Profile `quick`**")
-    assert "data.max_users=2000" in report.profile_banner("quick")
+    from rasr_lib.config import PROFILES
+
+    assert f"data.max_users={PROFILES['quick']['data.max_users']}" in report.profile_banner("quick")
     with pytest.raises(ValueError, match="unknown profile"):
         report.profile_banner("nope")
