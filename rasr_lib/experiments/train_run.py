@@ -67,7 +67,7 @@ def run_experiment(
         if force and checkpoint.exists():
             checkpoint.unlink()
         folder.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
+        start, commit = time.perf_counter(), git_commit()  # the code the run started from
         generator = set_seed(cfg.seed)
         device = get_device(cfg.device)
         dataset = load_dataset(cfg.data.dataset, max_users=cfg.data.max_users)
@@ -86,7 +86,7 @@ def run_experiment(
             "wall_time_s": round(time.perf_counter() - start, 1),
             "train_seconds": round(trained.train_seconds, 1),
             "epochs_run": len(trained.history),
-            "git_commit": git_commit(),
+            "git_commit": commit,
             "config_hash": config_hash(cfg),
             "config": config_to_dict(cfg),
             "data_stats": dataset.stats(),
