@@ -39,6 +39,14 @@ EXPECTED = {
         "data/beauty/max_len_share": 0.0068,
         "data/beauty/top20_share": 0.581,
     },
+    "04_rasr_graphs": {
+        "graph/n_items": 2795, "graph/C_nnz": 3238, "graph/T_nnz": 3238,
+        "graph/S_mean_top1": 0.7695,
+    },
+    "05_rasr_augmentation": {
+        "augment/n_variants": 1128, "augment/n_semantic": 599, "augment/n_relational": 529,
+        "augment/n_dropped_duplicates": 72, "augment/n_sources": 300, "augment/deterministic": True,
+    },
 }
 
 

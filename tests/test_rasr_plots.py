@@ -1,0 +1,188 @@
+"""Figures and tables of the RaSR chapters on tiny hand-made inputs: axes, artists, values."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from matplotlib.figure import Figure
+
+from rasr_lib.data.schema import SeqDataset
+from rasr_lib.rasr import plots
+from rasr_lib.rasr.augment import AugmentConfig, AugmentedSet
+
+
+def _csr(dense) -> sp.csr_matrix:
+    return sp.csr_matrix(np.asarray(dense, dtype=np.float32))
+
+
+# Items 1..4 (row/column 0 = padding). C: 1->2 twice, 1->3, 2->3, 3->1.
+C = _csr([[0, 0, 0, 0, 0],
+          [0, 0, 2, 1, 0],
+          [0, 0, 0, 1, 0],
+          [0, 1, 0, 0, 0],
+          [0, 0, 0, 0, 0]])
+T = _csr([[0, 0, 0, 0, 0],
+          [0, 0, 0.8, 1.0, 0],
+          [0, 0, 0, 0.64, 0],
+          [0, 1.0, 0, 0, 0],
+          [0, 0, 0, 0, 0]])
+S = _csr([[0, 0, 0, 0, 0],
+          [0, 0, 0.5, 0, 0.9],
+          [0, 0.5, 0, 0.7, 0],
+          [0, 0, 0.7, 0, 0.6],
+          [0, 0.9, 0, 0.6, 0]])
+TITLES = {1: "lipstick", 2: "lip liner", 3: "mascara", 4: "lip gloss"}
+
+
+def test_degrees_drop_the_padding_row_and_column():
+    out, inn = plots.degrees(C)
+    assert out.tolist() == [2, 1, 1, 0]
+    assert inn.tolist() == [1, 1, 2, 0]
+
+
+def test_relation_distributions_has_a_degree_and_a_weight_axis_per_relation():
+    fig = plots.plot_relation_distributions({"C": C, "T": T, "S": S}, bins=5)
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 6
+    top, bottom = fig.axes[:3], fig.axes[3:]
+    assert [ax.get_title() for ax in top] == ["C: neighbours per item", "T: neighbours per item",
+                                              "S: neighbours per item"]
+    assert [len(ax.get_legend().get_texts()) for ax in top] == [2, 2, 2]
+    assert [len(ax.patches) for ax in bottom] == [5, 5, 5]  # one bar per weight bin
+    assert [ax.get_yscale() for ax in fig.axes] == ["log"] * 6
+    assert bottom[0].get_title() == "C: 4 edge weights"
+
+
+def test_neighbourhood_takes_the_strongest_new_neighbours_relation_by_relation():
+    mats = {"C": C, "T": T, "S": S}
+    assert plots.neighbourhood(mats, 1, per_relation=1).tolist() == [1, 2, 3, 4]
+    assert plots.neighbourhood(mats, 1, per_relation=2).tolist() == [1, 2, 3, 4]
+    assert plots.neighbourhood(mats, 2, per_relation=1).tolist() == [2, 3, 1]
+    assert plots.neighbourhood(mats, 4, per_relation=3).tolist() == [4, 1, 3]
+
+
+def test_plot_neighbourhood_one_heatmap_per_relation_with_its_weights_written():
+    nodes = [1, 2, 3]
+    fig = plots.plot_neighbourhood({"C": C, "S": S}, nodes, labels=["a", "b", "c"])
+    assert len(fig.axes) == 2
+    assert [len(ax.images) for ax in fig.axes] == [1, 1]
+    assert [len(ax.texts) for ax in fig.axes] == [4, 4]  # nonzeros of each 3x3 block
+    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["1", "1", "1", "2"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a", "b", "c"]
+    assert [t.get_text() for t in fig.axes[1].get_yticklabels()] == ["1", "2", "3"]
+
+
+def test_transition_weights_one_line_per_reading():
+    fig = plots.plot_transition_weights({"position": [0.8, 0.64], "recency": [0.8, 1.0]})
+    (ax,) = fig.axes
+    assert len(ax.lines) == 2
+    assert ax.lines[1].get_xydata().tolist() == [[1.0, 0.8], [2.0, 1.0]]
+    assert ax.get_yscale() == "log"
+
+
+def test_semantic_neighbour_table_lists_titles_and_cosines():
+    index = np.array([[0, 0], [4, 2], [3, 1], [2, 4], [1, 3]])
+    sims = np.array([[0, 0], [0.9, 0.5], [0.7, 0.5], [0.7, 0.6], [0.9, 0.6]], dtype=np.float32)
+    table = plots.semantic_neighbour_table(index, sims, [1, 3], TITLES.get, n=2)
+    assert table.index.tolist() == [("lipstick", 1), ("lipstick", 2), ("mascara", 1), ("mascara", 2)]
+    assert table["neighbour"].tolist() == ["lip gloss", "lip liner", "lip liner", "lip gloss"]
+    assert table["cosine"].tolist() == [0.9, 0.5, 0.7, 0.6]
+
+
+def test_shorten_unescapes_and_cuts():
+    assert plots.shorten("Tom &amp; Jerry", 20) == "Tom & Jerry"
+    assert plots.shorten("abcdefgh", 5) == "abcd…"
+
+
+def test_edit_ops_aligns_an_insertion_and_a_substitution():
+    ops = plots.edit_ops([1, 2, 3, 4], [1, 9, 2, 3, 7])
+    assert ops == [("kept", 1, 1), ("inserted", 0, 9), ("kept", 2, 2), ("kept", 3, 3),
+                   ("substituted", 4, 7)]
+    assert plots.changed_share([1, 2, 3, 4], [1, 9, 2, 3, 7]) == pytest.approx(2 / 5)
+    assert plots.edit_ops([1, 2], [1]) == [("kept", 1, 1), ("removed", 2, 0)]
+    assert plots.changed_share([1, 2], [1, 2]) == 0.0
+    assert plots.changed_share([1], []) == 0.0
+
+
+def test_edit_table_scores_an_insertion_against_the_next_original_item():
+    table = plots.edit_table([1, 2, 3], [1, 4, 2, 4], TITLES.get,
+                             score=lambda i, j: S[i, j], score_name="S")
+    assert table["edit"].tolist() == ["kept", "inserted", "kept", "substituted"]
+    assert table["after"].tolist() == ["lipstick", "lip gloss", "lip liner", "lip gloss"]
+    assert table["before"].tolist() == ["lipstick", "", "lip liner", "mascara"]
+    scores = table["S"].tolist()
+    assert pd.isna(scores[0]) and pd.isna(scores[2])
+    assert scores[1] == 0.0  # inserted before item 2: S[2, 4] = 0
+    assert scores[3] == 0.6  # item 3 substituted by 4: S[3, 4]
+    html = plots.highlight_edits(table).to_html()
+    for row, edit in ((1, "inserted"), (3, "substituted")):  # 0-based rows, all four cells shaded
+        cells = ", ".join(rf"#T_\w+_row{row}_col{c}" for c in range(4))
+        assert re.search(cells + r" \{\s*background-color: " + plots.EDIT_COLOURS[edit], html)
+    assert "row0_col0," not in html and "row2_col0," not in html  # kept rows are not shaded
+    assert ">0.600<" in html and ">nan<" not in html
+
+
+def _tiny_augmented() -> tuple[SeqDataset, AugmentedSet]:
+    """Two users (training parts [1, 2, 3] and [2, 3, 4]) and three hand-made variants."""
+    ds = SeqDataset(name="tiny", offsets=np.array([0, 5, 10]),
+                    items=np.array([1, 2, 3, 4, 1, 2, 3, 4, 1, 2]), n_items=4)
+    variants = [[1, 4, 3], [1, 2, 4, 3], [3, 3, 4]]
+    aug = AugmentedSet(offsets=np.array([0, 3, 7, 10]), items=np.concatenate(variants),
+                       source_user=np.array([0, 0, 1]), kind=np.array([0, 0, 1], dtype=np.int8),
+                       n_items=4, n_candidates=8, cfg=AugmentConfig(), seed=0)
+    return ds, aug
+
+
+def test_source_sequence_is_the_training_part():
+    ds, _ = _tiny_augmented()
+    assert plots.source_sequence(ds)(1).tolist() == [2, 3, 4]
+    assert plots.source_sequence(ds, max_len=2)(0).tolist() == [2, 3]
+
+
+def test_first_variant_with_finds_the_requested_edits():
+    ds, aug = _tiny_augmented()
+    source_of = plots.source_sequence(ds)
+    assert plots.first_variant_with(aug, source_of, "semantic", ("substituted",)) == 0
+    assert plots.first_variant_with(aug, source_of, "semantic", ("inserted",)) == 1
+    assert plots.first_variant_with(aug, source_of, "semantic", ("inserted",), max_len=3) == -1
+    assert plots.first_variant_with(aug, source_of, "relational", ("substituted",)) == 2
+    assert plots.first_variant_with(aug, source_of, "semantic", ("substituted",), min_len=4) == -1
+
+
+def test_augmentation_summary_counts_by_kind():
+    ds, aug = _tiny_augmented()
+    source_of = plots.source_sequence(ds)
+    changed = np.array([plots.changed_share(source_of(u), aug.sequence(v))
+                        for v, u in enumerate(aug.source_user)])
+    assert changed.tolist() == pytest.approx([1 / 3, 1 / 4, 1 / 3])
+    table = plots.augmentation_summary(aug, np.array([0, 3, 6]), np.array([1, 2, 3, 2, 3, 4]),
+                                       changed, {"semantic": 2, "relational": 2})
+    assert table.index.tolist() == ["original", "semantic", "relational"]
+    assert table["sequences"].tolist() == [2, 2, 1]
+    assert table["dropped as duplicates"].tolist() == [0, 2, 3]
+    assert table["mean length"].tolist() == [3.0, 3.5, 3.0]
+    assert table["share of items changed"].tolist() == [0.0, 0.292, 0.333]
+    assert table["distinct items"].tolist() == [4, 4, 2]
+
+
+def test_length_distributions_one_histogram_and_mean_line_per_set():
+    fig = plots.plot_length_distributions({"original": np.array([3, 3, 5]),
+                                           "augmented": np.array([4, 6])}, bins=3)
+    (ax,) = fig.axes
+    assert len(ax.patches) == 2  # one step outline per set
+    assert [line.get_xdata()[0] for line in ax.lines] == [pytest.approx(11 / 3), 5.0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "original (mean 3.67)", "augmented (mean 5.00)"]
+
+
+def test_variants_per_source_bars():
+    counts = {"semantic": np.array([2, 2, 1]), "relational": np.array([0, 2, 2])}
+    fig = plots.plot_variants_per_source(counts, max_variants=2)
+    (ax,) = fig.axes
+    assert len(ax.patches) == 6  # 3 bar positions x 2 kinds
+    assert [p.get_height() for p in ax.patches] == [0, 1, 2, 1, 0, 2]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["semantic", "relational"]
