@@ -61,3 +61,14 @@ class SequentialRecommender(nn.Module):
         logits = hidden @ weights.T  # [N, n_items + 1]
         logits[:, 0] = float("-inf")
         return F.cross_entropy(logits, target[valid])
+
+
+def init_normal_weights(module: nn.Module) -> None:
+    """BERT/DR4SR-style init: N(0, 0.02) for linear and embedding weights, zero biases and padding row."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+            with torch.no_grad():
+                module.weight[module.padding_idx].zero_()

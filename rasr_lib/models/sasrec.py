@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rasr_lib.models.base import SequentialRecommender
+from rasr_lib.models.base import SequentialRecommender, init_normal_weights
 
 
 class SASRec(SequentialRecommender):
@@ -45,7 +45,7 @@ class SASRec(SequentialRecommender):
         )
         self.encoder = nn.TransformerEncoder(layer, num_layers=num_layers, enable_nested_tensor=False)
         self.final_norm = nn.LayerNorm(hidden_dim) if layer_norm == "pre" else nn.Identity()
-        self.apply(_init_weights)
+        self.apply(init_normal_weights)
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
         """Causally encode LongTensor[B, L] (right-padded, L <= max_len) into FloatTensor[B, L, D]."""
@@ -59,13 +59,3 @@ class SASRec(SequentialRecommender):
         )
         return self.final_norm(self.encoder(x, mask=causal, is_causal=True))
 
-
-def _init_weights(module: nn.Module) -> None:
-    """BERT-style init: N(0, 0.02) for linear and embedding weights, zero biases."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from rasr_lib.models.base import init_normal_weights
 from rasr_lib.data.schema import SeqDataset
 from rasr_lib.data.split import last_items_padded
 from rasr_lib.rasr.augment import AugmentedSet, training_parts
@@ -288,7 +289,7 @@ class SequenceGenerator(nn.Module):
             table[: n_items + 1] = semantic
             self.register_buffer("semantic", torch.from_numpy(table))  # frozen e_i (Eq. 2)
             self.semantic_proj = nn.Linear(semantic.shape[1], d, bias=False)  # W_s (Eq. 6)
-        self.apply(_init_weights)
+        self.apply(init_normal_weights)
 
     # ----------------------------------------------------------------- embeddings
 
@@ -502,17 +503,6 @@ class SequenceGenerator(nn.Module):
         else:
             entropy = -(weights * torch.log(weights + 1e-12)).sum(-1).mean()
         return ce, entropy
-
-
-def _init_weights(module: nn.Module) -> None:
-    """DR4SR init: N(0, 0.02) for linear and embedding weights, zero biases and padding row."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
-        nn.init.normal_(module.weight, std=0.02)
-        if isinstance(module, nn.Linear) and module.bias is not None:
-            nn.init.zeros_(module.bias)
-        if isinstance(module, nn.Embedding) and module.padding_idx is not None:
-            with torch.no_grad():
-                module.weight[module.padding_idx].zero_()
 
 
 # --------------------------------------------------------------------------- training
