@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any config key, e.g. --set train.epochs=50 (repeatable)")
     train.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
+    train.add_argument("--finish-now", action="store_true",
+                       help="end an interrupted run at its last checkpoint (best epoch so far); "
+                            "the result is marked interrupted")
     train.add_argument("--publish", action="store_true",
                        help="also write results/<dataset>/... (always on for the full profile)")
 
@@ -70,9 +73,10 @@ def _train(args: argparse.Namespace) -> int:
         overrides["eval.protocol"] = args.protocol
     overrides.update(_parse_set(args.set))
     cfg = load_config(args.dataset, args.profile, overrides, model=args.model)
-    result = run_experiment(cfg, force=args.force, publish=True if args.publish else None)
+    result = run_experiment(cfg, force=args.force, publish=True if args.publish else None,
+                            stop_now=args.finish_now)
     summary = {k: result[k] for k in ("dataset", "model", "loss", "profile", "seed", "protocol",
-                                      "best_epoch", "wall_time_s")}
+                                      "best_epoch", "epochs_run", "wall_time_s")}
     summary["test"] = result["metrics"]["test"]
     print(json.dumps(summary, indent=1))
     return 0

@@ -89,12 +89,14 @@ def fit(
     generator: torch.Generator,
     checkpoint: Path | None = None,
     progress: bool = True,
+    stop_now: bool = False,
 ) -> TrainResult:
     """Train ``model`` on ``split`` with Adam and early stopping on ``cfg.valid_metric`` (validation).
 
     With ``checkpoint`` set, the full state (model, optimiser, generator, history, best weights)
     is written after every epoch and a later call resumes from it. The best weights are loaded
-    into ``model`` before returning.
+    into ``model`` before returning. ``stop_now`` trains no further epoch: it restores the best
+    weights of an interrupted run's checkpoint (to report a run cut short by a time budget).
     """
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -111,7 +113,7 @@ def fit(
         best_state, best_metric = state["best_state"], state["best_metric"]
         start_epoch, bad_epochs = state["epoch"] + 1, state["bad_epochs"]
         log.info("resumed from %s at epoch %d", checkpoint, start_epoch)
-    done = start_epoch > cfg.epochs or bad_epochs >= cfg.patience
+    done = stop_now or start_epoch > cfg.epochs or bad_epochs >= cfg.patience
     bar = tqdm(
         range(start_epoch, cfg.epochs + 1), desc=f"train {type(model).__name__}",
         disable=not progress or done, leave=False,

@@ -1,6 +1,7 @@
 """The training loop: determinism under a seed, resuming from a checkpoint, the CLI."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -82,6 +83,27 @@ def test_cli_train_writes_result_and_skips_when_done(tmp_path, monkeypatch, caps
     assert published["config"]["data"]["max_users"] == 200
     assert main(argv) == 0  # second call reads the finished run back
     assert json.loads(capsys.readouterr().out)["test"] == summary["test"]
+
+
+def test_cli_finish_now_reports_an_interrupted_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
+    base = ["train", "--profile", "quick", "--set", "data.max_users=200", "--set", "train.epochs=5"]
+    assert main(base + ["--finish-now"]) == 2  # nothing to finish yet
+    assert "no checkpoint" in capsys.readouterr().err
+    split = leave_one_out(load_dataset("beauty", max_users=200), max_len=50)
+    cfg = load_config("beauty", "quick", {"data.max_users": 200, "train.epochs": 5})
+    from rasr_lib.experiments.train_run import run_dir
+
+    checkpoint = run_dir(cfg) / "checkpoint.pt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    model = build_model(cfg, split.n_items)
+    fit(model, split, replace(cfg.train, epochs=2), cfg.eval, torch.device("cpu"), set_seed(0), checkpoint,
+        progress=False)  # a run "killed" after two of its five epochs
+    assert main(base + ["--finish-now"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    result = json.loads((run_dir(cfg) / "result.json").read_text())
+    assert result["interrupted"] is True and result["epochs_run"] == 2 == summary["epochs_run"]
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -50,12 +50,15 @@ def run_experiment(
     force: bool = False,
     publish: bool | None = None,
     progress: bool = True,
+    stop_now: bool = False,
 ) -> dict:
     """Train ``cfg.model`` on ``cfg.data``, evaluate on the test part, return and save the result.
 
     A finished run (same config hash) is read back instead of retrained unless ``force``; an
     interrupted one resumes from its last epoch checkpoint. ``publish`` (default: the full
     profile) also copies the result to ``results/<dataset>/<run_name>.json`` for the book.
+    ``stop_now`` ends an interrupted run at its last checkpoint (best epoch so far) and marks
+    the result ``"interrupted": true``.
     """
     folder = run_dir(cfg)
     result_path, checkpoint = folder / "result.json", folder / "checkpoint.pt"
@@ -64,6 +67,8 @@ def run_experiment(
         result = json.loads(result_path.read_text())
         log.info("skipping finished run %s", result_path)
     else:
+        if stop_now and not checkpoint.exists():
+            raise ValueError(f"--finish-now: no checkpoint to finish at {checkpoint}")
         if force and checkpoint.exists():
             checkpoint.unlink()
         folder.mkdir(parents=True, exist_ok=True)
@@ -73,7 +78,8 @@ def run_experiment(
         dataset = load_dataset(cfg.data.dataset, max_users=cfg.data.max_users)
         split = leave_one_out(dataset, cfg.data.max_len)
         model = build_model(cfg, dataset.n_items)
-        trained = fit(model, split, cfg.train, cfg.eval, device, generator, checkpoint, progress)
+        trained = fit(model, split, cfg.train, cfg.eval, device, generator, checkpoint, progress,
+                      stop_now=stop_now)
         test = evaluate(model, split, "test", cfg.eval, device=device)
         result = {
             "dataset": cfg.data.dataset,
@@ -93,6 +99,7 @@ def run_experiment(
             "n_parameters": sum(p.numel() for p in model.parameters()),
             "best_epoch": trained.best_epoch,
             "stopped_early": trained.stopped_early,
+            "interrupted": stop_now and not trained.stopped_early and len(trained.history) < cfg.train.epochs,
             "metrics": {"valid": trained.best_valid, "test": {k: v for k, v in test.items() if "@" in k}},
             "history": trained.history,
         }
