@@ -59,11 +59,14 @@ def main() -> None:
     epoch_s = min(s for s, _ in epochs)
     seqs = epochs[-1][1]
     evaluate(model, split, "test", cfg.eval, device=device)  # warm-up
-    start = time.perf_counter()
-    evaluate(model, split, "test", cfg.eval, device=device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    eval_s = time.perf_counter() - start
+    timings = []
+    for _ in range(3):  # best of three: the machine may be shared
+        start = time.perf_counter()
+        evaluate(model, split, "test", cfg.eval, device=device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timings.append(time.perf_counter() - start)
+    eval_s = min(timings)
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     target = TARGETS["cuda" if device.type == "cuda" else "cpu"]

@@ -54,7 +54,7 @@ class EvalConfig:
     ks: tuple[int, ...] = (10, 20)  # cut-offs for Recall@k and NDCG@k
     mask_history: bool = True  # exclude the user's earlier items from the ranking
     n_negatives: int = 100  # negatives per user for the sampled protocol
-    batch_size: int = 1024  # users per evaluation batch
+    batch_size: int = 512  # users per evaluation batch (512 measured fastest on the 2-core CPU)
 
 
 @dataclass(frozen=True)
