@@ -23,12 +23,9 @@ from rasr_lib.rasr.graphs import GraphConfig, RelationGraph, build_relation_grap
 SEQS = [[1, 2, 3, 2, 4, 5], [2, 3, 4, 1, 5], [3, 1, 2, 5, 4]]
 
 
-def make_ds(seqs, n_items=5) -> SeqDataset:
-    """A SeqDataset from a list of Python lists."""
-    lengths = np.array([len(s) for s in seqs])
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    items = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs])
-    return SeqDataset(name="toy", offsets=offsets, items=items, n_items=n_items)
+def make_ds(seqs, n_items=5):
+    """A SeqDataset from a list of item lists."""
+    return SeqDataset.from_lists(seqs, n_items)
 
 
 def random_embeddings(n_items: int, seed: int = 0, dim: int = 16) -> np.ndarray:

@@ -45,10 +45,7 @@ TINY = dict(hidden_dim=16, inner_dim=32, num_heads=2, num_encoder_layers=1, num_
 
 def make_ds(seqs, n_items=N_ITEMS) -> SeqDataset:
     """A SeqDataset from a list of Python lists."""
-    lengths = np.array([len(s) for s in seqs])
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    items = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs])
-    return SeqDataset(name="toy", offsets=offsets, items=items, n_items=n_items)
+    return SeqDataset.from_lists(seqs, n_items)
 
 
 def toy_data(n_users=12, seed=0):

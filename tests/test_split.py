@@ -8,10 +8,7 @@ from rasr_lib.data import SeqDataset, leave_one_out
 
 def make_dataset(seqs, n_items):
     """A SeqDataset from a list of item lists."""
-    lengths = [len(s) for s in seqs]
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    items = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs])
-    return SeqDataset(name="toy", offsets=offsets, items=items, n_items=n_items)
+    return SeqDataset.from_lists(seqs, n_items)
 
 
 def test_leave_one_out_pieces():

@@ -22,6 +22,15 @@ class SeqDataset:
     item_text: list = field(default_factory=list)  # [n_items + 1] dicts (index 0 = None)
     source: str = ""  # where the data came from (file path or description)
 
+    @classmethod
+    def from_lists(cls, seqs: list, n_items: int | None = None, name: str = "toy") -> "SeqDataset":
+        """A dataset from Python lists of item ids (tests, worked examples); n_items defaults to the max id."""
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        items = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs]) if seqs else np.zeros(0, np.int64)
+        n_items = int(items.max(initial=0)) if n_items is None else n_items
+        return cls(name=name, offsets=offsets, items=items, n_items=n_items)
+
     @property
     def n_users(self) -> int:
         """Number of users (sequences)."""
