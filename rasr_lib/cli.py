@@ -1,4 +1,4 @@
-"""Command line: ``python -m rasr_lib {train,stats,notebooks} ...`` (see ``--help``)."""
+"""Command line: ``python -m rasr_lib {train,regenerate,stats,notebooks} ...`` (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0, help="the one seed for every random draw")
     train.add_argument("--device", default="auto", help="auto | cpu | cuda")
     train.add_argument("--protocol", choices=["full", "sampled100"], help="evaluation protocol")
+    train.add_argument("--data", choices=["original", "rasr", "dr4sr"], default="original",
+                       help="training data: original, or original + RaSR / DR4SR regenerated "
+                            "(runs that pipeline first, resumably)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override any config key, e.g. --set train.epochs=50 (repeatable)")
     train.add_argument("--force", action="store_true", help="retrain even if a finished run exists")
@@ -49,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
                             "the result is marked interrupted")
     train.add_argument("--publish", action="store_true",
                        help="also write results/<dataset>/... (always on for the full profile)")
+
+    regen = sub.add_parser("regenerate", help="run (or resume) the RaSR or DR4SR data-regeneration pipeline")
+    regen.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
+    regen.add_argument("--method", default="rasr", choices=["rasr", "dr4sr"])
+    regen.add_argument("--profile", default="quick", choices=sorted(PROFILES),
+                       help="quick: 1,000-user slice, 2 generator epochs; full: all users, the paper's epochs")
+    regen.add_argument("--seed", type=int, default=0)
+    regen.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    regen.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key, e.g. --set regen.generator_epochs=10 (repeatable)")
+    regen.add_argument("--force", action="store_true", help="rebuild even if the regenerated set exists")
 
     stats = sub.add_parser("stats", help="print the Table-2 statistics of the bundled datasets")
     stats.add_argument("datasets", nargs="*", default=["beauty", "sports", "toys", "ml-1m"])
@@ -71,6 +85,8 @@ def _train(args: argparse.Namespace) -> int:
         overrides["train.loss"] = args.loss
     if args.protocol:
         overrides["eval.protocol"] = args.protocol
+    if args.data != "original":
+        overrides["regen.method"] = args.data
     overrides.update(_parse_set(args.set))
     cfg = load_config(args.dataset, args.profile, overrides, model=args.model)
     result = run_experiment(cfg, force=args.force, publish=True if args.publish else None,
@@ -79,6 +95,21 @@ def _train(args: argparse.Namespace) -> int:
                                       "best_epoch", "epochs_run", "wall_time_s")}
     summary["test"] = result["metrics"]["test"]
     print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _regenerate(args: argparse.Namespace) -> int:
+    """Handle ``regenerate``: build the regenerated set and print its summary."""
+    from rasr_lib.experiments.regen_run import regen_dir, run_regeneration
+
+    overrides: dict = {"seed": args.seed, "device": args.device, "regen.method": args.method}
+    overrides.update(_parse_set(args.set))
+    cfg = load_config(args.dataset, args.profile, overrides)
+    regenerated, summary = run_regeneration(cfg, force=args.force)
+    brief = {k: summary[k] for k in ("method", "dataset", "n_users", "n_pairs", "timings") if k in summary}
+    brief["regenerated"] = regenerated.stats()
+    brief["folder"] = str(regen_dir(cfg))
+    print(json.dumps(brief, indent=1))
     return 0
 
 
@@ -107,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    handlers = {"train": _train, "stats": _stats, "notebooks": _notebooks}
+    handlers = {"train": _train, "regenerate": _regenerate, "stats": _stats, "notebooks": _notebooks}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as err:  # DataError is a ValueError

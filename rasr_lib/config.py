@@ -58,6 +58,26 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class RegenConfig:
+    """Which training data the backbone sees: the original, or original + RaSR / DR4SR regenerated."""
+
+    method: str = "none"  # none: original data | rasr | dr4sr: add that method's regenerated sequences
+    ratio: float = 1.0  # fraction of the regenerated sequences added to the original (RaSR Fig. 4)
+    window: int = 2  # RaSR co-occurrence window (Eq. 3; Fig. 5)
+    decay: float = 0.8  # RaSR temporal decay lambda (Eq. 3; Fig. 5)
+    temporal_mode: str = "recency"  # recency | position (literal Eq. 3) | distance
+    semantic_k: int = 20  # semantic neighbours per item in S (Eq. 4)
+    semantic_aug: bool = True  # RaSR: make the 2 semantic variants (False = Fig. 3 "w/o semantic")
+    relational_aug: bool = True  # RaSR: make the 2 relational variants (False = Fig. 3 "w/o relational")
+    regenerator: bool = True  # False: add the augmented variants themselves (Fig. 3 "w/o regenerator")
+    relation_aware: bool = True  # RaSR encoder E_r (Eqs. 5-7); False = DR4SR's plain encoder
+    generator_epochs: int = 0  # 0 = the method's own (RaSR 100, DR4SR 40)
+    generative_prob: float = -1.0  # decoding gamma; < 0 = the method's own (RaSR 1.0, DR4SR 0.1)
+    pretrain: bool = True  # start the generator's item table from a SASRec trained on the original data
+    max_pairs: int = 10  # DR4SR: (sequence -> pattern) pairs per sequence
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """Everything one run needs; its hash names the run folder."""
 
@@ -65,6 +85,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    regen: RegenConfig = field(default_factory=RegenConfig)
     seed: int = 0  # the one seed that controls every random draw
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     profile: str = "full"  # name of the profile that produced this config
@@ -77,6 +98,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "data.max_users": 1000,
         "train.epochs": 2,
         "train.patience": 2,
+        "regen.generator_epochs": 2,
     },
 }
 
@@ -85,6 +107,8 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "sasrec": {"model.inner_dim": 128, "model.dropout": 0.5},
     "gru4rec": {"model.inner_dim": 256, "model.dropout": 0.2, "train.weight_decay": 1e-4},
 }
+
+REGEN_METHODS = ("none", "rasr", "dr4sr")
 
 DATASET_ALIASES = {
     "beauty": "beauty",
@@ -152,7 +176,12 @@ def load_config(
     cfg = apply_overrides(cfg, {"data.dataset": name, "model.name": model})
     cfg = apply_overrides(cfg, MODEL_DEFAULTS[model])
     cfg = apply_overrides(cfg, PROFILES[profile])
-    return apply_overrides(cfg, overrides)
+    cfg = apply_overrides(cfg, overrides)
+    if cfg.regen.method not in REGEN_METHODS:
+        raise ValueError(f"unknown regen.method {cfg.regen.method!r}; choose from {REGEN_METHODS}")
+    if not 0.0 <= cfg.regen.ratio <= 1.0:
+        raise ValueError(f"regen.ratio must be in [0, 1], got {cfg.regen.ratio}")
+    return cfg
 
 
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
@@ -164,5 +193,7 @@ def config_hash(cfg: ExperimentConfig, length: int = 10) -> str:
     """Stable short hash of every setting that changes results (device excluded)."""
     payload = config_to_dict(cfg)
     payload.pop("device", None)
+    if cfg.regen.method == "none":
+        payload.pop("regen")  # runs on the original data keep the hash they had before regen existed
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import platform
@@ -14,6 +15,7 @@ from rasr_lib.config import ExperimentConfig, config_hash, config_to_dict
 from rasr_lib.data import leave_one_out, load_dataset
 from rasr_lib.evaluation import evaluate, protocol_name
 from rasr_lib.models import build_model
+from rasr_lib.rasr.regenerate import config_digest
 from rasr_lib.runtime import get_device, git_commit, results_dir, runs_dir, set_seed
 from rasr_lib.training import fit
 
@@ -28,8 +30,15 @@ def describe_device(device: torch.device) -> str:
 
 
 def run_name(cfg: ExperimentConfig) -> str:
-    """File stem of a run's committed result: ``<model>-<loss>-<profile>-seed<seed>``."""
-    return f"{cfg.model.name}-{cfg.train.loss}-{cfg.profile}-seed{cfg.seed}"
+    """File stem of a run's committed result: ``<model>-<loss>-<profile>-seed<seed>[-<method>-<hash>]``.
+
+    Runs on regenerated data add the method and a hash of every regeneration setting, so the
+    cells of a grid (ratio, window, ablations) never overwrite each other.
+    """
+    stem = f"{cfg.model.name}-{cfg.train.loss}-{cfg.profile}-seed{cfg.seed}"
+    if cfg.regen.method != "none":
+        stem += f"-{cfg.regen.method}-{config_digest(dataclasses.asdict(cfg.regen), 6)}"
+    return stem
 
 
 def run_dir(cfg: ExperimentConfig) -> Path:
@@ -77,6 +86,12 @@ def run_experiment(
         device = get_device(cfg.device)
         dataset = load_dataset(cfg.data.dataset, max_users=cfg.data.max_users)
         split = leave_one_out(dataset, cfg.data.max_len)
+        regen_info = None
+        if cfg.regen.method != "none":
+            from rasr_lib.experiments.regen_run import regenerated_split
+
+            split, regen_info = regenerated_split(cfg, split, progress=progress)
+            generator = set_seed(cfg.seed)  # the backbone's draws do not depend on the pipeline's
         model = build_model(cfg, dataset.n_items)
         trained = fit(model, split, cfg.train, cfg.eval, device, generator, checkpoint, progress,
                       stop_now=stop_now)
@@ -96,6 +111,8 @@ def run_experiment(
             "config_hash": config_hash(cfg),
             "config": config_to_dict(cfg),
             "data_stats": dataset.stats(),
+            "data_variant": cfg.regen.method,
+            "regen": regen_info,
             "n_parameters": sum(p.numel() for p in model.parameters()),
             "best_epoch": trained.best_epoch,
             "stopped_early": trained.stopped_early,
