@@ -1,4 +1,4 @@
-"""Command line: ``python -m rasr_lib {train,regenerate,stats,notebooks} ...`` (see ``--help``)."""
+"""Command line: ``python -m rasr_lib {train,regenerate,plan,stats,notebooks} ...`` (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config key, e.g. --set regen.generator_epochs=10 (repeatable)")
     regen.add_argument("--force", action="store_true", help="rebuild even if the regenerated set exists")
 
+    plan = sub.add_parser("plan", help="run the cells of one of RaSR's experiments (finished cells are skipped)")
+    plan.add_argument("name", choices=["table1", "fig3", "fig4", "fig5"],
+                      help="table1: {SASRec, GRU4Rec} x {bce, ce} x {original, DR4SR, RaSR}; "
+                           "fig3: ablations; fig4: ratio grid; fig5: window and decay")
+    plan.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
+    plan.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    plan.add_argument("--seed", type=int, default=0)
+    plan.add_argument("--only", nargs="*", help="run only cells whose label contains one of these")
+    plan.add_argument("--list", action="store_true", help="print the cells and exit")
+    plan.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config key for every cell (repeatable)")
+
     stats = sub.add_parser("stats", help="print the Table-2 statistics of the bundled datasets")
     stats.add_argument("datasets", nargs="*", default=["beauty", "sports", "toys", "ml-1m"])
 
@@ -113,6 +125,23 @@ def _regenerate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plan(args: argparse.Namespace) -> int:
+    """Handle ``plan``: list or run an experiment grid, one summary line per cell."""
+    from rasr_lib.experiments.plans import plan_configs, run_plan
+    from rasr_lib.experiments.train_run import run_name
+
+    overrides = _parse_set(args.set)
+    if args.list:
+        for label, cfg in plan_configs(args.name, args.dataset, args.profile, args.seed, overrides):
+            print(f"{label:28s} {run_name(cfg)}")
+        return 0
+    results = run_plan(args.name, args.dataset, args.profile, args.seed, overrides, only=args.only)
+    for label, result in results.items():
+        test = result["metrics"]["test"]
+        print(f"{label:28s} R@20 {test['recall@20']:.4f}  N@20 {test['ndcg@20']:.4f}")
+    return 0
+
+
 def _stats(args: argparse.Namespace) -> int:
     """Handle ``stats``: the Table-2 comparison."""
     from rasr_lib.data import stats_table
@@ -138,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    handlers = {"train": _train, "regenerate": _regenerate, "stats": _stats, "notebooks": _notebooks}
+    handlers = {"train": _train, "regenerate": _regenerate, "plan": _plan, "stats": _stats, "notebooks": _notebooks}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as err:  # DataError is a ValueError

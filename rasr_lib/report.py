@@ -178,9 +178,13 @@ def load_results(results_dir: str | Path | None = None) -> pd.DataFrame:
             "n_epochs": len(data.get("history") or []) or None,
             "path": str(path.relative_to(results_dir)),
         }
+        regen = (config.get("regen") or {}) if isinstance(config, dict) else {}
+        method = regen.get("method", "none")
+        row["data"] = "original" if method == "none" else method
+        row.update({f"regen/{k}": v for k, v in regen.items() if k != "method"})
         row.update(_flatten_metrics(data.get("metrics") or {}))
         rows.append(row)
-    columns = ["kind", "dataset", "model", "loss", "profile", "seed", "protocol", "device",
+    columns = ["kind", "dataset", "model", "data", "loss", "profile", "seed", "protocol", "device",
                "wall_time_s", "git_commit", "best_epoch", "n_epochs", "path"]
     df = pd.DataFrame(rows)
     if df.empty:
@@ -194,10 +198,15 @@ def results_table(
     metrics: Iterable[str] = METRICS,
     with_paper: bool = True,
 ) -> pd.DataFrame:
-    """Mean over seeds per (dataset, model, loss, profile, protocol), with the papers' rows beside."""
+    """Mean over seeds per (dataset, model, loss, profile, protocol) on the original data, papers' rows beside.
+
+    Runs on regenerated data (``data`` other than ``original``) are left out: chapter 07 tabulates them.
+    """
     metrics = list(metrics)
     cols = [f"{split}/{m}" for m in metrics]
     keys = ["dataset", "model", "loss", "profile", "protocol"]
+    if "data" in df:
+        df = df[df["data"].fillna("original") == "original"]
     runs = df[df["kind"] == "experiment"] if "kind" in df else df
     runs = runs.dropna(subset=[c for c in cols if c in runs], how="all")
     out = []
