@@ -1,0 +1,163 @@
+"""The regeneration pipelines end to end on a real slice, the merged training data, plans and CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rasr_lib.config import config_hash, load_config
+from rasr_lib.data import leave_one_out, load_dataset
+from rasr_lib.experiments import regen_run
+from rasr_lib.experiments.plans import plan_configs
+from rasr_lib.experiments.train_run import run_experiment, run_name
+
+ROOT = Path(__file__).resolve().parent.parent
+USERS = 150
+
+
+def fake_embeddings(ds, **kwargs):
+    """Deterministic unit vectors instead of MiniLM (the encoder has its own tests)."""
+    rng = np.random.default_rng(7)
+    emb = rng.normal(size=(ds.n_items + 1, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    emb[0] = 0
+    return emb
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    """Runs and results in a temporary folder; fake item embeddings."""
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setattr(regen_run, "encode_items", fake_embeddings)
+    return tmp_path
+
+
+def tiny(method: str, **extra):
+    """A quick config on the first USERS Beauty users, one generator and one backbone epoch."""
+    overrides = {"data.max_users": USERS, "regen.method": method, "regen.generator_epochs": 1,
+                 "train.epochs": 1, "device": "cpu", **extra}
+    return load_config("beauty", "quick", overrides)
+
+
+def test_regen_settings_name_only_regenerated_runs():
+    """Original-data runs keep the hash (and run folder) they had before the regen section existed."""
+    from dataclasses import replace
+
+    cfg = load_config("beauty", "full")
+    other = replace(cfg, regen=replace(cfg.regen, window=5))
+    assert config_hash(other) == config_hash(cfg) and run_name(cfg) == "sasrec-bce-full-seed0"
+    rasr = load_config("beauty", "full", {"regen.method": "rasr"})
+    assert config_hash(replace(rasr, regen=replace(rasr.regen, window=5))) != config_hash(rasr)
+
+
+def test_bad_regen_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="regen.method"):
+        load_config("beauty", "quick", {"regen.method": "gan"})
+    with pytest.raises(ValueError, match="ratio"):
+        load_config("beauty", "quick", {"regen.method": "rasr", "regen.ratio": 1.5})
+    with pytest.raises(ValueError, match="nothing to regenerate"):
+        regen_run.regen_dir(load_config("beauty", "quick"))
+
+
+def test_rasr_pipeline_runs_then_is_read_back(dirs, monkeypatch):
+    cfg = tiny("rasr")
+    regenerated, summary = regen_run.run_regeneration(cfg, progress=False)
+    assert summary["n_pairs"] == summary["augmented"]["n_variants"] > USERS
+    assert len(summary["generator_history"]) == 1
+    assert regenerated.n_sequences > 0
+    assert regenerated.items.min() >= 1 and regenerated.items.max() <= regenerated.n_items
+    assert set(np.unique(regenerated.source)) <= set(range(USERS))
+    folder = regen_run.regen_dir(cfg)
+    assert (folder / "generator.pt").is_file() and (folder / "regenerated.json").is_file()
+    assert (dirs / "runs" / "train" / "beauty").is_dir()  # the SASRec that started the item table
+
+    def never(*args, **kwargs):
+        raise AssertionError("a finished pipeline was run again")
+
+    monkeypatch.setattr(regen_run, "fit_generator", never)
+    again, summary2 = regen_run.run_regeneration(cfg, progress=False)
+    assert summary2 == summary
+    np.testing.assert_array_equal(again.items, regenerated.items)
+
+
+def test_ratio_shares_one_pipeline_but_not_one_result_name():
+    a, b = tiny("rasr"), tiny("rasr", **{"regen.ratio": 0.5})
+    assert regen_run.regen_dir(a) == regen_run.regen_dir(b)
+    assert run_name(a) != run_name(b)
+    assert regen_run.regen_dir(a) != regen_run.regen_dir(tiny("rasr", **{"regen.window": 3}))
+    assert regen_run.regen_dir(a) != regen_run.regen_dir(tiny("dr4sr"))
+
+
+def test_without_regenerator_the_augmented_variants_are_added(dirs, monkeypatch):
+    monkeypatch.setattr(regen_run, "fit_generator", lambda *a, **k: pytest.fail("generator trained"))
+    cfg = tiny("rasr", **{"regen.regenerator": False, "regen.semantic_aug": False})
+    regenerated, summary = regen_run.run_regeneration(cfg, progress=False)
+    assert summary["augmented"]["n_semantic"] == 0
+    assert regenerated.n_sequences == summary["augmented"]["n_variants"]
+    assert set(regenerated.memory.tolist()) == {1}  # kind index: relational only
+
+
+def test_rasr_training_data_is_original_plus_regenerated_rows(dirs):
+    cfg = tiny("rasr", **{"regen.ratio": 0.5})
+    split = leave_one_out(load_dataset("beauty", max_users=USERS), cfg.data.max_len)
+    merged, info = regen_run.regenerated_split(cfg, split, progress=False)
+    regenerated, _ = regen_run.run_regeneration(cfg, progress=False)
+    n_added = int((regenerated.lengths >= 2).sum())
+    assert info["n_regenerated"] == round(0.5 * regenerated.n_sequences)
+    assert len(merged.train_len) - len(split.train_len) <= n_added
+    assert (merged.train_user[len(split.train_len):] == -1).all()
+    np.testing.assert_array_equal(merged.train_input[: len(split.train_len)], split.train_input)
+    np.testing.assert_array_equal(merged.test_input, split.test_input)
+    np.testing.assert_array_equal(merged.valid_target, split.valid_target)
+
+
+def test_dr4sr_training_data_follows_its_merge(dirs):
+    cfg = tiny("dr4sr")
+    split = leave_one_out(load_dataset("beauty", max_users=USERS), cfg.data.max_len)
+    merged, info = regen_run.regenerated_split(cfg, split, progress=False)
+    regenerated, summary = regen_run.run_regeneration(cfg, progress=False)
+    n = len(split.train_len)
+    n_patterns = summary["n_patterns"]  # every mined pattern has >= 2 items: one row each
+    n_regen_rows = int((regenerated.lengths >= 2).sum())
+    assert len(merged.train_len) == n + n_patterns + n + n_regen_rows
+    np.testing.assert_array_equal(merged.train_input[n + n_patterns : 2 * n + n_patterns], split.train_input)
+    assert info["n_training_rows"] == len(merged.train_len)
+
+
+def test_backbone_on_regenerated_data_records_its_variant(dirs):
+    cfg = tiny("rasr")
+    result = run_experiment(cfg, publish=True, progress=False)
+    assert result["data_variant"] == "rasr"
+    assert result["regen"]["n_training_rows"] > result["regen"]["n_original_rows"] == USERS
+    published = dirs / "results" / "beauty" / f"{run_name(cfg)}.json"
+    assert json.loads(published.read_text())["config"]["regen"]["method"] == "rasr"
+    from rasr_lib.report import load_results
+
+    assert load_results(dirs / "results")["data"].tolist() == ["rasr"]
+
+
+def test_plans_vary_one_thing_per_cell():
+    table1 = plan_configs("table1", profile="full")
+    assert len(table1) == 12 and len({run_name(c) for _, c in table1}) == 12
+    fig5 = dict(plan_configs("fig5", profile="full"))
+    assert fig5["window 4"].regen.window == 4 and fig5["window 4"].regen.decay == 0.8
+    assert run_name(fig5["window 2"]) == run_name(fig5["decay 0.8"])  # the default cell is shared
+    fig3 = dict(plan_configs("fig3"))
+    assert fig3["w/o regenerator"].regen.regenerator is False
+    with pytest.raises(ValueError, match="unknown plan"):
+        plan_configs("fig9")
+
+
+def test_cli_lists_a_plan_and_rejects_bad_input(capsys):
+    from rasr_lib.cli import main
+
+    assert main(["plan", "fig4", "--list", "--profile", "full"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = [run_name(c) for _, c in plan_configs("fig4", profile="full")]
+    assert [line.split()[-1] for line in lines] == expected
+    assert main(["regenerate", "--set", "regen.ratio=2"]) == 2
+    assert "regen.ratio" in capsys.readouterr().err
