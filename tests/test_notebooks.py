@@ -47,6 +47,11 @@ EXPECTED = {
         "augment/n_variants": 1128, "augment/n_semantic": 599, "augment/n_relational": 529,
         "augment/n_dropped_duplicates": 72, "augment/n_sources": 300, "augment/deterministic": True,
     },
+    "06_rasr_regeneration": {
+        "regen/n_users": 300, "regen/n_original_rows": 300, "regen/dr4sr/n_patterns": 85,
+        "regen/dr4sr/n_pattern_rows": 85, "regen/rasr/n_augmented": 1128, "regen/rasr/n_pairs": 1128,
+        "regen/dr4sr/n_pairs": 112, "regen/rasr/n_decoded": 1500, "regen/dr4sr/n_decoded": 1500,
+    },
 }
 
 
@@ -257,3 +262,11 @@ def test_results_page_with_a_full_run(tmp_path, monkeypatch):
     assert "ours (full, full ranking, history masked)" in text
     assert re.search(r"<td>1\.0+</td>", text)  # our N@20 0.0368 over DR4SR Table 3's 0.0368
     assert images == 1  # the training curve
+
+
+@pytest.mark.notebooks
+def test_regeneration_chapter_generators_learn(run_notebook):
+    records, _ = run_notebook("06_rasr_regeneration")
+    for method in ("rasr", "dr4sr"):
+        assert records[f"regen/{method}/last_ce"] < records[f"regen/{method}/first_ce"]
+    assert records["regen/rasr/first_ce"] < math.log(12101 + 3) + 0.5  # near chance at the start

@@ -186,3 +186,64 @@ def test_variants_per_source_bars():
     assert len(ax.patches) == 6  # 3 bar positions x 2 kinds
     assert [p.get_height() for p in ax.patches] == [0, 1, 2, 1, 0, 2]
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["semantic", "relational"]
+
+
+# ----------------------------------------------------------------------------- regeneration
+
+
+def test_generator_config_table_flags_the_fields_that_differ():
+    from rasr_lib.rasr.generator import generator_config
+
+    table = plots.generator_config_table({"rasr": generator_config("rasr"),
+                                          "dr4sr": generator_config("dr4sr")})
+    assert table.columns.tolist() == ["rasr", "dr4sr", "differs"]
+    assert table.loc["extractive_mask"].tolist() == ["False", "True", True]
+    assert table.loc["n_memories"].tolist() == ["5", "5", False]
+    assert table.loc["adam_eps", "rasr"] == "1e-09"
+    assert set(table.index[table["differs"]]) == {
+        "relation_aware", "extractive_mask", "epochs", "prefix_mode", "generative_prob", "dedup"}
+
+
+def test_generator_history_one_axis_per_run_plus_an_entropy_axis():
+    history = [{"epoch": 1, "ce": 8.0, "entropy": 1.5}, {"epoch": 2, "ce": 7.5, "entropy": 1.0}]
+    fig = plots.plot_generator_history({"a": history, "b": history[:1]}, reference={"a": 8.1})
+    ax_a, ax_b, ax_ent = fig.axes
+    assert [len(ax.lines) for ax in fig.axes] == [2, 1, 2]
+    assert ax_a.lines[0].get_xydata().tolist() == [[1.0, 8.0], [2.0, 7.5]]
+    assert ax_a.lines[1].get_ydata()[0] == 8.1
+    assert ax_ent.lines[1].get_xydata().tolist() == [[1.0, 1.5]]
+    assert [t.get_text() for t in ax_a.get_legend().get_texts()] == ["a", "uniform guess"]
+    assert ax_b.get_title() == "b: Eq. (8) loss"
+    assert [t.get_text() for t in ax_ent.get_legend().get_texts()] == ["a", "b"]
+
+
+def test_sequence_stats_counts_copies_and_new_items():
+    seqs = [[1, 2], [1, 5], [3]]
+    sources = [[1, 2, 3], [1, 2, 3], [2, 3]]
+    stats = plots.sequence_stats(seqs, sources, known=np.array([1, 2, 3]))
+    assert stats == {"sequences": 3, "interactions": 5, "mean length": 1.67, "distinct items": 4,
+                     "new items": 1, "prefix of source": 0.333, "only source items": 0.667,
+                     "items from source": 0.8}
+    assert plots.sequence_stats([[4, 4, 2]]) == {"sequences": 1, "interactions": 3,
+                                                 "mean length": 3.0, "distinct items": 2}
+    assert plots.sequence_stats([], [])["sequences"] == 0
+    with pytest.raises(ValueError, match="2 sequences but 1 sources"):
+        plots.sequence_stats([[1], [2]], [[1]])
+
+
+def test_example_source_prefers_many_outputs_then_many_items_among_short_sources():
+    source = np.array([0, 0, 1, 1, 2, 2])
+    lengths = np.array([2, 2, 3, 2, 9, 9])
+    assert plots.example_source(source, lengths, np.array([4, 5, 20])) == 1
+    assert plots.example_source(source, lengths, np.array([4, 5, 20]), max_len=4) == 0
+    assert plots.example_source(source, lengths, np.array([4, 5, 8]), max_len=8) == 2
+    assert plots.example_source(source, lengths, np.array([40, 50, 20])) == -1
+    assert plots.example_source(np.array([], dtype=int), np.array([], dtype=int), np.array([3])) == -1
+
+
+def test_side_by_side_pads_columns_and_marks_items_not_in_the_source():
+    table = plots.side_by_side({"source": [1, 2, 3], "memory 0": [1, 4], "memory 1": []}, TITLES.get)
+    assert table.index.tolist() == [1, 2, 3]
+    assert table["source"].tolist() == ["lipstick", "lip liner", "mascara"]
+    assert table["memory 0"].tolist() == ["lipstick", "+ lip gloss", ""]
+    assert table["memory 1"].tolist() == ["", "", ""]

@@ -126,6 +126,16 @@ def test_dr4sr_training_data_follows_its_merge(dirs):
     assert len(merged.train_len) == n + n_patterns + n + n_regen_rows
     np.testing.assert_array_equal(merged.train_input[n + n_patterns : 2 * n + n_patterns], split.train_input)
     assert info["n_training_rows"] == len(merged.train_len)
+    assert all(np.isfinite(e["ce"]) for e in summary["generator_history"])
+
+
+def test_dr4sr_targets_only_hold_items_of_their_truncated_source():
+    cfg = tiny("dr4sr", **{"data.max_len": 5})
+    src, tgt, _ = regen_run.dr4sr_training_pairs(cfg, load_dataset("beauty", max_users=USERS))
+    assert src.lengths.max() <= 5 and tgt.n_rows == src.n_rows > 0
+    for r in range(src.n_rows):
+        s = set(src.items[src.offsets[r] : src.offsets[r + 1]].tolist())
+        assert set(tgt.items[tgt.offsets[r] : tgt.offsets[r + 1]].tolist()) <= s
 
 
 def test_backbone_on_regenerated_data_records_its_variant(dirs):

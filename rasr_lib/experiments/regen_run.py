@@ -141,9 +141,11 @@ def dr4sr_training_pairs(cfg: ExperimentConfig, dataset: SeqDataset):
     patterns = mine_patterns(sequences)
     if not patterns:
         raise ValueError(f"{dataset.name}: no pattern occurs in two sequences; DR4SR has nothing to learn")
-    source_index, targets = pattern_pairs(sequences, patterns, max_pairs=cfg.regen.max_pairs, seed=cfg.seed)
-    max_len = cfg.data.max_len
-    sources = [sequences[s][-max_len:] for s in source_index.tolist()]
+    # Pairs are drawn from the sources the generator sees (last max_len items), so every target
+    # item is in its source: the extractive mask would give any other item probability 0.
+    truncated = [s[-cfg.data.max_len :] for s in sequences]
+    source_index, targets = pattern_pairs(truncated, patterns, max_pairs=cfg.regen.max_pairs, seed=cfg.seed)
+    sources = [truncated[s] for s in source_index.tolist()]
     return as_ragged(sources), as_ragged([np.asarray(t) for t in targets]), patterns
 
 

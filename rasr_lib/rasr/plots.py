@@ -8,6 +8,7 @@ changes a graph or a sequence: these helpers only read what :mod:`rasr_lib.rasr.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import html
 from typing import Callable, Mapping, Sequence
@@ -282,3 +283,109 @@ def plot_variants_per_source(counts: Mapping[str, np.ndarray], max_variants: int
     ax.set(xticks=x, xlabel="variants kept per source sequence", ylabel="source sequences")
     ax.legend(fontsize="small")
     return fig
+
+
+# --------------------------------------------------------------------------- regeneration
+
+
+def generator_config_table(configs: Mapping[str, object]) -> pd.DataFrame:
+    """Fields (rows) of generator configs (dataclasses, one column each) as text, plus ``differs``."""
+    values = {name: {k: str(v) for k, v in dataclasses.asdict(cfg).items()} for name, cfg in configs.items()}
+    table = pd.DataFrame(values)
+    table.index.name = "field"
+    table["differs"] = [len(set(row)) > 1 for row in table.itertuples(index=False)]
+    return table
+
+
+def plot_generator_history(
+    histories: Mapping[str, Sequence[Mapping[str, float]]], reference: Mapping[str, float] | None = None,
+    reference_label: str = "uniform guess",
+) -> Figure:
+    """Per-epoch cross-entropy of each generator run (one axis each) and memory-weight entropy (last axis).
+
+    ``histories`` maps a name to :func:`~rasr_lib.rasr.generator.fit_generator`'s list of epoch
+    dicts (``epoch``, ``ce``, ``entropy``); ``reference`` maps a run name to a value drawn as a
+    dotted line labelled ``reference_label`` on that run's axis (e.g. the loss of a uniform guess).
+    """
+    n = len(histories)
+    fig = Figure(figsize=(3.2 * (n + 1), 3.2), layout="constrained")
+    axes = fig.subplots(1, n + 1, squeeze=False)[0]
+    ax_ent = axes[-1]
+    for i, (ax, (name, history)) in enumerate(zip(axes, histories.items())):
+        epochs = [h["epoch"] for h in history]
+        ax.plot(epochs, [h["ce"] for h in history], marker="o", ms=3, color=f"C{i}", label=name)
+        if reference and name in reference:
+            ax.axhline(reference[name], color=f"C{i}", ls=":", lw=1, label=reference_label)
+        ax.set(xlabel="epoch", ylabel="cross-entropy per token", title=f"{name}: Eq. (8) loss")
+        ax_ent.plot(epochs, [h["entropy"] for h in history], marker="o", ms=3, color=f"C{i}", label=name)
+    ax_ent.set(xlabel="epoch", ylabel="entropy (nats)", title="entropy of the memory weights")
+    for ax in axes:
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize="small")
+    return fig
+
+
+def sequence_stats(
+    sequences: Sequence[Sequence[int]], sources: Sequence[Sequence[int]] | None = None,
+    known: np.ndarray | None = None,
+) -> dict:
+    """Size, length and item coverage of a set of sequences; with ``sources`` also how much they copy.
+
+    ``sources[r]`` is the sequence that row r was made from; ``known`` int[m] the items of the
+    original training data (items outside it are counted as ``new items``).
+    """
+    seqs = [np.asarray(s, dtype=np.int64) for s in sequences]
+    lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+    items = np.concatenate(seqs) if seqs else np.zeros(0, dtype=np.int64)
+    distinct = np.unique(items)
+    out = {"sequences": len(seqs), "interactions": int(lengths.sum()),
+           "mean length": round(float(lengths.mean()), 2) if len(seqs) else 0.0,
+           "distinct items": len(distinct)}
+    if known is not None:
+        out["new items"] = int(len(np.setdiff1d(distinct, known)))
+    if sources is not None:
+        srcs = [np.asarray(s, dtype=np.int64) for s in sources]
+        if len(srcs) != len(seqs):
+            raise ValueError(f"{len(seqs)} sequences but {len(srcs)} sources")
+        prefix = [len(s) <= len(r) and np.array_equal(s, r[: len(s)]) for s, r in zip(seqs, srcs)]
+        inside = [np.isin(s, r) for s, r in zip(seqs, srcs)]
+        out["prefix of source"] = round(float(np.mean(prefix)), 3) if seqs else 0.0
+        out["only source items"] = round(float(np.mean([m.all() for m in inside])), 3) if seqs else 0.0
+        out["items from source"] = round(float(np.concatenate(inside).mean()), 3) if len(items) else 0.0
+    return out
+
+
+def example_source(
+    source: np.ndarray, lengths: np.ndarray, source_lengths: np.ndarray, max_len: int = 10
+) -> int:
+    """Source row with the most regenerated sequences, then items (ties: smallest row), among short sources.
+
+    ``source`` int[n] and ``lengths`` int[n] describe the regenerated sequences, ``source_lengths``
+    int[N] the sources; only sources of at most ``max_len`` items qualify. Returns -1 if none does.
+    """
+    source, lengths = np.asarray(source, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+    n_sources = len(source_lengths)
+    count = np.bincount(source, minlength=n_sources)[:n_sources]
+    total = np.bincount(source, weights=lengths, minlength=n_sources)[:n_sources]
+    ok = np.flatnonzero((count > 0) & (np.asarray(source_lengths) <= max_len))
+    if len(ok) == 0:
+        return -1
+    best = np.lexsort((ok, -total[ok], -count[ok]))[0]
+    return int(ok[best])
+
+
+def side_by_side(
+    columns: Mapping[str, Sequence[int]], title_of: Callable[[int], str], width: int = 45
+) -> pd.DataFrame:
+    """Titles of several sequences in columns, one row per position; the first column is the source.
+
+    Items of the other columns that do not occur in the first are marked with a leading ``+``.
+    """
+    seqs = {name: [int(v) for v in s] for name, s in columns.items()}
+    reference = set(next(iter(seqs.values()), []))
+    n_rows = max((len(s) for s in seqs.values()), default=0)
+    table = {}
+    for c, (name, seq) in enumerate(seqs.items()):
+        cells = [("+ " if c and v not in reference else "") + shorten(title_of(v), width) for v in seq]
+        table[name] = cells + [""] * (n_rows - len(cells))
+    return pd.DataFrame(table, index=pd.RangeIndex(1, n_rows + 1, name="position"))
