@@ -1,0 +1,539 @@
+"""RaSR's experiments read back from committed results: Table 1 cells, claim checks, Figs. 2-5.
+
+Everything here reads the rows of :func:`rasr_lib.report.load_results` (one per results JSON)
+and never trains. A run is placed in a cell of the paper's experiments by its configuration
+columns (``data``, ``model``, ``loss``, ``regen/<key>``), never by a file name or a plan label:
+the default cell is every regeneration setting at its :class:`~rasr_lib.config.RegenConfig`
+default, the ablations and grids change one setting each (see
+:mod:`rasr_lib.experiments.plans`). ``regen.generator_epochs`` is the one setting allowed to
+differ from the paper's, because CPU runs train the generator for fewer epochs; it is shown as
+the ``gen_epochs`` column (the epochs actually asked for, 0 = no generator).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from rasr_lib.config import RegenConfig
+from rasr_lib.report import METRICS, load_history
+
+DATA_VARIANTS = ("original", "dr4sr", "rasr")  # the row order of Table 1
+DATA_LABELS = {"original": "original data", "dr4sr": "DR4SR", "rasr": "RaSR"}
+DATA_COLORS = {"original": "#8C8C8C", "dr4sr": "#4C72B0", "rasr": "#C44E52"}
+METRIC_LABELS = {"recall@10": "R@10", "recall@20": "R@20", "ndcg@10": "N@10", "ndcg@20": "N@20"}
+# Generator epochs when regen.generator_epochs is 0 (the presets of rasr_lib.rasr.generator;
+# a test checks they agree, so this module need not import torch).
+GENERATOR_DEFAULT_EPOCHS = {"rasr": 100, "dr4sr": 40}
+# Every regeneration setting that places a run in a cell, at its default (method and
+# generator_epochs excluded: the first is the `data` column, the second may differ).
+REGEN_DEFAULTS: dict[str, Any] = {
+    f.name: f.default for f in dataclasses.fields(RegenConfig) if f.name not in ("method", "generator_epochs")
+}
+NOT_RUN = "not run yet"
+
+
+def _t1(*values: float) -> dict[str, float]:
+    """One Table 1 row (R@10, R@20, N@10, N@20) as a metrics dict."""
+    return dict(zip(("recall@10", "recall@20", "ndcg@10", "ndcg@20"), values))
+
+
+# RaSR Table 1 (full ranking, leave-one-out): dataset -> model -> data variant -> metrics.
+# Transcribed from the paper's rows "GRU4Rec / DR4SR / RaSR (ours)" and "SASRec / DR4SR /
+# RaSR (ours)"; tests/test_report_rasr.py checks every number against the paper's Delta rows.
+RASR_TABLE1: dict[str, dict[str, dict[str, dict[str, float]]]] = {
+    "beauty": {
+        "gru4rec": {"original": _t1(0.0281, 0.0492, 0.0127, 0.0180),
+                    "dr4sr": _t1(0.0324, 0.0557, 0.0148, 0.0211),
+                    "rasr": _t1(0.0334, 0.0587, 0.0153, 0.0218)},
+        "sasrec": {"original": _t1(0.0648, 0.0966, 0.0343, 0.0423),
+                   "dr4sr": _t1(0.0685, 0.1021, 0.0371, 0.0455),
+                   "rasr": _t1(0.0696, 0.1067, 0.0373, 0.0463)},
+    },
+    "sports": {
+        "gru4rec": {"original": _t1(0.0193, 0.0319, 0.0095, 0.0126),
+                    "dr4sr": _t1(0.0228, 0.0380, 0.0112, 0.0150),
+                    "rasr": _t1(0.0233, 0.0396, 0.0116, 0.0157)},
+        "sasrec": {"original": _t1(0.0320, 0.0512, 0.0166, 0.0214),
+                   "dr4sr": _t1(0.0359, 0.0553, 0.0194, 0.0243),
+                   "rasr": _t1(0.0398, 0.0621, 0.0215, 0.0271)},
+    },
+    "toys": {
+        "gru4rec": {"original": _t1(0.0258, 0.0424, 0.0125, 0.0167),
+                    "dr4sr": _t1(0.0304, 0.0475, 0.0143, 0.0184),
+                    "rasr": _t1(0.0313, 0.0500, 0.0152, 0.0194)},
+        "sasrec": {"original": _t1(0.0674, 0.0955, 0.0373, 0.0444),
+                   "dr4sr": _t1(0.0786, 0.1069, 0.0451, 0.0523),
+                   "rasr": _t1(0.0809, 0.1124, 0.0464, 0.0544)},
+    },
+    "ml-1m": {
+        "gru4rec": {"original": _t1(0.1642, 0.2632, 0.0802, 0.1051),
+                    "dr4sr": _t1(0.1737, 0.2876, 0.0836, 0.1122),
+                    "rasr": _t1(0.1859, 0.2887, 0.0921, 0.1180)},
+        "sasrec": {"original": _t1(0.1740, 0.2737, 0.0878, 0.1129),
+                   "dr4sr": _t1(0.1886, 0.2902, 0.0963, 0.1218),
+                   "rasr": _t1(0.1935, 0.2930, 0.0991, 0.1240)},
+    },
+}
+
+CELL_COLUMNS = ["dataset", "model", "loss", "data", "source", "protocol", "gen_epochs", "seeds"]
+
+
+# --------------------------------------------------------------------------- selecting runs
+
+
+def experiment_runs(df: pd.DataFrame, dataset: str, profile: str = "full") -> pd.DataFrame:
+    """The training runs of ``dataset`` and ``profile`` with a ``gen_epochs`` column added."""
+    if df.empty or "kind" not in df:
+        return df.assign(gen_epochs=pd.Series(dtype=float))
+    runs = df[(df["kind"] == "experiment") & (df["dataset"] == dataset) & (df["profile"] == profile)]
+    runs = runs.assign(data=runs["data"].fillna("original"))
+    return runs.assign(gen_epochs=generator_epochs(runs))
+
+
+def generator_epochs(runs: pd.DataFrame) -> pd.Series:
+    """Generator epochs each run asked for: the config value, else its method's default; 0 without a generator."""
+    asked = pd.to_numeric(runs.get("regen/generator_epochs", pd.Series(np.nan, index=runs.index)), errors="coerce")
+    epochs = asked.where(asked > 0, runs["data"].map(GENERATOR_DEFAULT_EPOCHS)).astype(float)
+    if "regen/regenerator" in runs:
+        epochs = epochs.mask((runs["data"] == "rasr") & runs["regen/regenerator"].isin([False]), 0.0)
+    return epochs.where(runs["data"] != "original")
+
+
+def _column_matches(runs: pd.DataFrame, key: str, value: Any) -> pd.Series:
+    """Rows whose ``regen/<key>`` equals ``value`` (a missing column or NaN counts as the default)."""
+    col = f"regen/{key}"
+    is_default = value == REGEN_DEFAULTS.get(key, object())
+    if col not in runs:
+        return pd.Series(is_default, index=runs.index)
+    s = runs[col]
+    missing = s.isna()
+    if isinstance(value, bool):
+        hit = s.isin([value])
+    elif isinstance(value, (int, float)):
+        num = pd.to_numeric(s, errors="coerce")
+        hit = pd.Series(np.isclose(num.to_numpy(dtype=float), float(value)), index=runs.index)
+    else:
+        hit = s.astype(object) == value
+    return hit.astype(bool) | (missing & is_default)
+
+
+def select_runs(
+    runs: pd.DataFrame, data: str, model: str | None = None, loss: str | None = None,
+    regen: Mapping[str, Any] | None = None,
+) -> pd.DataFrame:
+    """Runs on ``data`` (and ``model``/``loss`` if given) at the default regeneration settings updated by ``regen``."""
+    mask = runs["data"] == data
+    if model is not None:
+        mask &= runs["model"] == model
+    if loss is not None:
+        mask &= runs["loss"] == loss
+    if data != "original":
+        for key, value in {**REGEN_DEFAULTS, **(regen or {})}.items():
+            mask &= _column_matches(runs, key, value)
+    return runs[mask]
+
+
+def _mean_over_seeds(runs: pd.DataFrame, keys: list[str], metrics: Iterable[str]) -> pd.DataFrame:
+    """Mean test metrics per ``keys`` + gen_epochs, with the number of seeds and the first path."""
+    metrics = list(metrics)
+    cols = [f"test/{m}" for m in metrics]
+    runs = runs.assign(**{c: pd.to_numeric(runs[c], errors="coerce") if c in runs else np.nan for c in cols},
+                       protocol=runs["protocol"].fillna("-"), loss=runs["loss"].fillna("-"))
+    if runs.empty:
+        return pd.DataFrame(columns=[*keys, "gen_epochs", "seeds", "path", *metrics])
+    runs = runs.sort_values("seed", kind="stable")
+    out = runs.groupby([*keys, "gen_epochs"], dropna=False, sort=False).agg(
+        seeds=("seed", "nunique"), path=("path", "first"), **{m: (c, "mean") for m, c in zip(metrics, cols)})
+    return out.reset_index()
+
+
+def _best_group(cells: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per ``keys``: the one with the most generator epochs, then the most seeds."""
+    if cells.empty:
+        return cells
+    ranked = cells.assign(_ep=cells["gen_epochs"].fillna(-1)).sort_values(
+        ["_ep", "seeds"], ascending=False, kind="stable")
+    return ranked.drop_duplicates(keys).drop(columns="_ep")
+
+
+# --------------------------------------------------------------------------- Table 1
+
+
+def paper_table1(dataset: str, metrics: Iterable[str] = METRICS) -> pd.DataFrame:
+    """RaSR Table 1's SASRec and GRU4Rec rows for ``dataset`` in the layout of :func:`table1_cells`."""
+    metrics = list(metrics)
+    rows = [{"dataset": dataset, "model": model, "loss": "-", "data": data, "source": "paper",
+             "protocol": "full ranking", "gen_epochs": 100.0 if data == "rasr" else math.nan,
+             "seeds": math.nan, **{m: values[m] for m in metrics}}
+            for model, variants in RASR_TABLE1.get(dataset, {}).items() for data, values in variants.items()]
+    return pd.DataFrame(rows, columns=[*CELL_COLUMNS, *metrics])
+
+
+def _add_gains(cells: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """Relative gain of every row over the original-data row of the same source, model, loss and protocol."""
+    keys = ["source", "model", "loss", "protocol"]
+    base = cells[cells["data"] == "original"].drop_duplicates(keys)[keys + metrics]
+    merged = cells.merge(base, on=keys, how="left", suffixes=("", "_base"))
+    for m in metrics:
+        merged[f"gain {m}"] = merged[m] / merged[f"{m}_base"] - 1.0
+    return merged.drop(columns=[f"{m}_base" for m in metrics])
+
+
+def table1_cells(
+    df: pd.DataFrame, dataset: str, profile: str = "full", metrics: Iterable[str] = METRICS,
+    with_paper: bool = True,
+) -> pd.DataFrame:
+    """Our Table 1 cells (mean over seeds, gain over our original data) with the paper's rows beside.
+
+    A cell is (model, loss, data, protocol, gen_epochs): runs on regenerated data count only
+    at the default regeneration settings (ratio 1, window 2, decay 0.8, every component on);
+    runs that differ only in the generator epochs stay separate rows. ``gain <metric>`` is
+    relative (0.05 = +5 %) to the original-data row of the same source, model, loss and protocol.
+    """
+    metrics = list(metrics)
+    runs = experiment_runs(df, dataset, profile)
+    keys = ["model", "loss", "data", "protocol"]
+    picked = pd.concat([select_runs(runs, d) for d in DATA_VARIANTS]) if not runs.empty else runs
+    ours = _mean_over_seeds(picked, keys, metrics).drop(columns="path")
+    ours = ours.assign(dataset=dataset, source="ours")[[*CELL_COLUMNS, *metrics]]
+    parts = [ours] + ([paper_table1(dataset, metrics)] if with_paper else [])
+    cells = pd.concat([p for p in parts if not p.empty], ignore_index=True) if any(
+        not p.empty for p in parts) else ours
+    cells = _add_gains(cells, metrics)
+    order = cells["data"].map({d: i for i, d in enumerate(DATA_VARIANTS)})
+    cells = cells.assign(_o=order, _s=cells["source"] != "ours", _e=cells["gen_epochs"].fillna(-1))
+    cells = cells.sort_values(["model", "_s", "loss", "_o", "_e"], kind="stable")
+    return cells.drop(columns=["_o", "_s", "_e"]).reset_index(drop=True)
+
+
+def claim_check(cells: pd.DataFrame, metrics: Iterable[str] = ("ndcg@20", "recall@20")) -> pd.DataFrame:
+    """Per (source, model, loss, metric): the three variants' values and whether RaSR > DR4SR > original holds.
+
+    Where a (model, loss) has several rows of a variant (different generator epochs), the one
+    with the most generator epochs (then seeds) is used. A comparison with a missing side is
+    ``<NA>``; ``holds`` is ``<NA>`` unless all three variants are present.
+    """
+    keys = ["source", "model", "loss"]
+    columns = [*keys, "metric", *DATA_VARIANTS, "rasr_gen_epochs",
+               "dr4sr > original", "rasr > original", "rasr > dr4sr", "holds"]
+    if cells.empty:
+        return pd.DataFrame(columns=columns)
+    best = _best_group(cells, [*keys, "data"])
+    out = []
+    for m in metrics:
+        wide = best.set_index([*keys, "data"])[m].astype(float).unstack("data")
+        wide = wide.reindex(columns=list(DATA_VARIANTS)).reset_index()
+        wide.columns.name = None
+        wide["metric"] = m
+        out.append(wide)
+    table = pd.concat(out, ignore_index=True)
+    gen = best[best["data"] == "rasr"].set_index(keys)["gen_epochs"]
+    table["rasr_gen_epochs"] = table.set_index(keys).index.map(gen.to_dict()).astype(float)
+
+    def gt(a: str, b: str) -> pd.Series:
+        """a > b as nullable booleans (NA where a side is missing)."""
+        res = (table[a] > table[b]).astype("boolean")
+        return res.mask(table[a].isna() | table[b].isna())
+
+    table["dr4sr > original"] = gt("dr4sr", "original")
+    table["rasr > original"] = gt("rasr", "original")
+    table["rasr > dr4sr"] = gt("rasr", "dr4sr")
+    table["holds"] = table["rasr > dr4sr"] & table["dr4sr > original"]
+    table["holds"] = table["holds"].mask(table[list(DATA_VARIANTS)].isna().any(axis=1))
+    order = {m: i for i, m in enumerate(metrics)}
+    table = table.assign(_s=table["source"] != "ours", _m=table["metric"].map(order))
+    table = table.sort_values(["_s", "model", "loss", "_m"], kind="stable").drop(columns=["_s", "_m"])
+    return table[columns].reset_index(drop=True)
+
+
+def _pct(x: float) -> str:
+    """``+4.2 %`` for a relative difference."""
+    return f"{100 * x:+.1f} %"
+
+
+def claim_sentences(claims: pd.DataFrame, source: str = "ours") -> str:
+    """Markdown bullets, one per (model, loss), saying whether RaSR > DR4SR > original holds and by how much."""
+    rows = claims[claims["source"] == source]
+    if rows.empty:
+        return f"No Table 1 cells of {source!r} to check yet."
+    lines = []
+    for (model, loss), group in rows.groupby(["model", "loss"], sort=True):
+        parts = []
+        for r in group.itertuples(index=False):
+            name = METRIC_LABELS.get(r.metric, r.metric)
+            have = [d for d in DATA_VARIANTS if not pd.isna(getattr(r, d))]
+            values = ", ".join(f"{DATA_LABELS[d]} {getattr(r, d):.4f}" for d in have)
+            missing = [DATA_LABELS[d] for d in DATA_VARIANTS if d not in have]
+            if len(have) == 3:
+                verdict = "**holds**" if bool(r.holds) else "**does not hold**"
+                text = (f"{name}: {values}; RaSR > DR4SR > original {verdict} (RaSR vs DR4SR "
+                        f"{_pct(r.rasr / r.dr4sr - 1)}, vs original {_pct(r.rasr / r.original - 1)})")
+            elif have:
+                text = f"{name}: {values}; cannot check yet ({', '.join(missing)} {NOT_RUN})"
+            else:
+                text = f"{name}: {NOT_RUN}"
+            parts.append(text)
+        name = model if loss == "-" else f"{model}, {loss}"
+        lines.append(f"- **{name}** — " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- plan coverage
+
+
+def plan_cells(dataset: str, profile: str = "full") -> pd.DataFrame:
+    """The cells of RaSR's plans (table1, fig3, fig4, fig5): plan, cell, model, loss, data, changed regen settings."""
+    from rasr_lib.experiments.plans import PLANS, plan_configs  # imported here: it loads the runners
+
+    rows = []
+    for plan in PLANS:
+        for label, cfg in plan_configs(plan, dataset, profile):
+            regen = dataclasses.asdict(cfg.regen)
+            changed = {k: v for k, v in regen.items() if k in REGEN_DEFAULTS and v != REGEN_DEFAULTS[k]}
+            data = "original" if cfg.regen.method == "none" else cfg.regen.method
+            rows.append({"plan": plan, "cell": label, "model": cfg.model.name, "loss": cfg.train.loss,
+                         "data": data, "regen": changed})
+    return pd.DataFrame(rows)
+
+
+def plan_pipelines(dataset: str, profile: str = "full") -> pd.DataFrame:
+    """One row per regeneration pipeline the plans need (settings except ``ratio``), with the cells sharing it."""
+    cells = plan_cells(dataset, profile)
+    cells = cells[cells["data"] != "original"]
+    settings = cells["regen"].map(lambda r: ", ".join(f"{k}={v}" for k, v in sorted(r.items()) if k != "ratio"))
+    cells = cells.assign(settings=settings.replace("", "defaults"), label=cells["plan"] + ": " + cells["cell"],
+                         generator=cells["regen"].map(lambda r: r.get("regenerator", True)))
+    out = cells.groupby(["data", "settings"], sort=False).agg(
+        generator=("generator", "first"), cells=("label", list)).reset_index()
+    return out
+
+
+def plan_coverage(df: pd.DataFrame, dataset: str, profile: str = "full") -> pd.DataFrame:
+    """Every plan cell with the runs that fill it: seeds, generator epochs, device, mean wall hours, R@20, N@20.
+
+    ``wall_time_h`` is the run's own wall time: it includes the regeneration stages that run
+    computed itself, and nothing for a pipeline it found finished (cells share pipelines).
+    """
+    runs = experiment_runs(df, dataset, profile)
+    out = []
+    for cell in plan_cells(dataset, profile).to_dict("records"):
+        hit = select_runs(runs, cell["data"], cell["model"], cell["loss"], cell["regen"]) if not runs.empty \
+            else runs
+        means = _best_group(_mean_over_seeds(hit, ["model"], ("recall@20", "ndcg@20")), ["model"])
+        row = {k: cell[k] for k in ("plan", "cell", "model", "loss", "data")}
+        if means.empty:
+            row.update(committed=False, seeds=0, gen_epochs=math.nan, device=None, wall_time_h=math.nan,
+                       **{"recall@20": math.nan, "ndcg@20": math.nan})
+        else:
+            best = means.iloc[0]
+            ran = hit[hit["gen_epochs"].fillna(-1) == (-1 if pd.isna(best["gen_epochs"]) else best["gen_epochs"])]
+            row.update(committed=True, seeds=int(best["seeds"]), gen_epochs=float(best["gen_epochs"]),
+                       device=str(ran["device"].iloc[0]),
+                       wall_time_h=float(pd.to_numeric(ran["wall_time_s"], errors="coerce").mean()) / 3600,
+                       **{"recall@20": float(best["recall@20"]), "ndcg@20": float(best["ndcg@20"])})
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _not_run(ax, text: str = NOT_RUN) -> None:
+    """Mark an empty panel with ``text`` in its middle."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=12, color="0.45")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _epochs_note(epochs: pd.Series) -> str:
+    """``generator epochs 10`` or ``generator epochs 5-10`` for the rows drawn (empty when none)."""
+    e = epochs.dropna()
+    e = e[e > 0]
+    if e.empty:
+        return ""
+    lo, hi = int(e.min()), int(e.max())
+    return f"generator epochs {lo}" if lo == hi else f"generator epochs {lo}-{hi}"
+
+
+def history_runs(runs: pd.DataFrame, model: str, loss: str) -> dict[str, pd.Series]:
+    """Per data variant, the default-settings run whose curve Fig. 2 draws: most generator epochs, then lowest seed."""
+    picked = {}
+    for data in DATA_VARIANTS:
+        hit = select_runs(runs, data, model, loss) if not runs.empty else runs
+        if hit.empty:
+            continue
+        hit = hit.assign(_ep=hit["gen_epochs"].fillna(-1)).sort_values(["_ep", "seed"], ascending=[False, True])
+        picked[data] = hit.iloc[0]
+    return picked
+
+
+def plot_convergence(
+    df: pd.DataFrame, dataset: str, model: str = "sasrec", loss: str = "bce", profile: str = "full",
+    results_dir=None, column: str = "valid_ndcg@20", ax=None,
+) -> Figure:
+    """Fig. 2: validation N@20 per epoch of one (model, loss), one line per data variant committed."""
+    fig = ax.figure if ax is not None else Figure(figsize=(5.5, 3.4), layout="constrained")
+    ax = ax if ax is not None else fig.subplots()
+    runs = experiment_runs(df, dataset, profile)
+    picked = history_runs(runs, model, loss)
+    drawn = []
+    for data, run in picked.items():
+        hist = load_history(run["path"], results_dir)
+        if column not in hist or "epoch" not in hist or hist.empty:
+            continue
+        note = f", gen. {int(run['gen_epochs'])} ep." if data != "original" and run["gen_epochs"] > 0 else ""
+        ax.plot(hist["epoch"], hist[column], color=DATA_COLORS[data], label=f"{DATA_LABELS[data]}{note}")
+        best = hist.loc[hist[column].idxmax()]
+        ax.scatter([best["epoch"]], [best[column]], color=DATA_COLORS[data], s=18, zorder=3)
+        drawn.append(data)
+    missing = [DATA_LABELS[d] for d in DATA_VARIANTS if d not in drawn]
+    title = f"{dataset} · {model} · {loss}"
+    if not drawn:
+        _not_run(ax)
+    else:
+        ax.set(xlabel="epoch", ylabel=column.replace("valid_", "validation "))
+        ax.legend(fontsize="small")
+        if missing:
+            title += f"\n{NOT_RUN}: {', '.join(missing)}"
+    ax.set_title(title, fontsize="medium")
+    return fig
+
+
+def plot_convergence_grid(
+    df: pd.DataFrame, dataset: str, models: Iterable[str] = ("sasrec", "gru4rec"),
+    losses: Iterable[str] = ("bce", "ce"), profile: str = "full", results_dir=None,
+) -> Figure:
+    """Fig. 2 for every (model, loss) of Table 1: one panel each (rows: models, columns: losses)."""
+    models, losses = list(models), list(losses)
+    fig = Figure(figsize=(5 * len(losses), 3.3 * len(models)), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(models), len(losses), squeeze=False))
+    for i, model in enumerate(models):
+        for j, loss in enumerate(losses):
+            plot_convergence(df, dataset, model, loss, profile, results_dir, ax=axes[i, j])
+    return fig
+
+
+def _regen_points(
+    runs: pd.DataFrame, model: str, loss: str, key: str, values: Iterable[Any], metrics: list[str],
+) -> pd.DataFrame:
+    """Mean metrics of the RaSR runs at the defaults with ``key`` set to each of ``values`` (present ones only)."""
+    rows = []
+    for v in values:
+        hit = select_runs(runs, "rasr", model, loss, {key: v}) if not runs.empty else runs
+        means = _best_group(_mean_over_seeds(hit, ["model"], metrics), ["model"])
+        if not means.empty:
+            rows.append({"value": v, **means.iloc[0][["gen_epochs", "seeds", *metrics]].to_dict()})
+    return pd.DataFrame(rows, columns=["value", "gen_epochs", "seeds", *metrics])
+
+
+def _original_point(runs: pd.DataFrame, model: str, loss: str, metrics: list[str]) -> pd.Series | None:
+    """Mean metrics of the original-data run of (model, loss), or None."""
+    hit = select_runs(runs, "original", model, loss) if not runs.empty else runs
+    means = _mean_over_seeds(hit, ["model"], metrics)
+    return None if means.empty else means.iloc[0]
+
+
+def plot_ablation(
+    df: pd.DataFrame, dataset: str, model: str = "sasrec", loss: str = "bce", profile: str = "full",
+    metrics: Iterable[str] = ("recall@20", "ndcg@20"),
+) -> Figure:
+    """Fig. 3: RaSR and each component removed, one bar per committed variant, one panel per metric."""
+    from rasr_lib.experiments.plans import FIG3_ABLATIONS
+
+    metrics = list(metrics)
+    runs = experiment_runs(df, dataset, profile)
+    variants = {label: {k.removeprefix("regen."): v for k, v in over.items()} for label, over in FIG3_ABLATIONS.items()}
+    points = {}
+    for label, over in variants.items():
+        hit = select_runs(runs, "rasr", model, loss, over) if not runs.empty else runs
+        means = _best_group(_mean_over_seeds(hit, ["model"], metrics), ["model"])
+        if not means.empty:
+            points[label] = means.iloc[0]
+    original = _original_point(runs, model, loss, metrics)
+    fig = Figure(figsize=(4.2 * len(metrics), 3.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(metrics), squeeze=False)[0])
+    labels = list(variants)
+    colors = ["#C44E52", "#55A868", "#8172B2", "#CCB974", "#64B5CD"]
+    for ax, m in zip(axes, metrics):
+        if not points:
+            _not_run(ax)
+            ax.set_title(METRIC_LABELS.get(m, m))
+            continue
+        for x, label in enumerate(labels):
+            if label in points:
+                v = float(points[label][m])
+                ax.bar(x, v, color=colors[x % len(colors)], width=0.7)
+                ax.text(x, v, f"{v:.4f}", ha="center", va="bottom", fontsize=8)
+            else:
+                ax.text(x, 0.05, NOT_RUN, ha="center", va="bottom", rotation=90, fontsize=9, color="0.45",
+                        transform=ax.get_xaxis_transform())
+        if original is not None and not pd.isna(original[m]):
+            ax.axhline(float(original[m]), color=DATA_COLORS["original"], ls="--", lw=1, label="original data")
+            ax.legend(fontsize="small", loc="lower right")
+        ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+        ax.set(ylabel=f"test {METRIC_LABELS.get(m, m)}", title=METRIC_LABELS.get(m, m))
+    note = _epochs_note(pd.Series([p["gen_epochs"] for p in points.values()], dtype=float))
+    fig.suptitle(f"{dataset} · {model} · {loss}" + (f" ({note})" if note else ""), fontsize="medium")
+    return fig
+
+
+def _sweep_panel(ax, points: pd.DataFrame, values: list, xlabel: str, original: pd.Series | None) -> None:
+    """One sensitivity panel: N@20 (left axis) and R@20 (right axis) over ``values``; missing ones named."""
+    missing = [v for v in values if not (points["value"] == v).any()]
+    if points.empty:
+        _not_run(ax)
+        ax.set_xlabel(xlabel)
+        return
+    specs = [("ndcg@20", ax, "#C44E52", "o", "-"), ("recall@20", ax.twinx(), "#4C72B0", "s", "--")]
+    for m, axis, color, marker, ls in specs:
+        axis.plot(points["value"], points[m], color=color, marker=marker, ls=ls, label=METRIC_LABELS[m])
+        if original is not None and not pd.isna(original[m]):
+            axis.axhline(float(original[m]), color=color, ls=":", lw=1, label=f"{METRIC_LABELS[m]} original data")
+        axis.set_ylabel(f"test {METRIC_LABELS[m]}", color=color)
+    ax.set_xticks(values, [f"{v:g}" for v in values])
+    note = _epochs_note(points["gen_epochs"])
+    ax.set_xlabel(xlabel + (f"\n{NOT_RUN}: {', '.join(f'{v:g}' for v in missing)}" if missing else ""))
+    ax.set_title(note, fontsize="small")
+    handles = [h for a in (ax, specs[1][1]) for h in a.get_lines()]
+    ax.legend(handles, [h.get_label() for h in handles], fontsize="x-small", loc="lower right")
+
+
+def plot_ratio_grid(
+    df: pd.DataFrame, dataset: str, model: str = "sasrec", loss: str = "bce", profile: str = "full",
+) -> Figure:
+    """Fig. 4: test N@20 and R@20 of RaSR over the fraction of regenerated data added (dotted: original data)."""
+    from rasr_lib.experiments.plans import FIG4_RATIOS
+
+    runs = experiment_runs(df, dataset, profile)
+    metrics = ["recall@20", "ndcg@20"]
+    points = _regen_points(runs, model, loss, "ratio", FIG4_RATIOS, metrics)
+    fig = Figure(figsize=(5.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    original = _original_point(runs, model, loss, metrics)
+    _sweep_panel(ax, points, list(FIG4_RATIOS), "ratio of regenerated data", original)
+    fig.suptitle(f"{dataset} · {model} · {loss}", fontsize="medium")
+    return fig
+
+
+def plot_sensitivity(
+    df: pd.DataFrame, dataset: str, model: str = "sasrec", loss: str = "bce", profile: str = "full",
+) -> Figure:
+    """Fig. 5: test N@20 and R@20 of RaSR over (a) the co-occurrence window and (b) the temporal decay."""
+    from rasr_lib.experiments.plans import FIG5_DECAYS, FIG5_WINDOWS
+
+    runs = experiment_runs(df, dataset, profile)
+    metrics = ["recall@20", "ndcg@20"]
+    original = _original_point(runs, model, loss, metrics)
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, key, values, xlabel in ((axes[0], "window", FIG5_WINDOWS, "(a) window size"),
+                                    (axes[1], "decay", FIG5_DECAYS, "(b) decay factor λ")):
+        _sweep_panel(ax, _regen_points(runs, model, loss, key, values, metrics), list(values), xlabel, original)
+    fig.suptitle(f"{dataset} · {model} · {loss}", fontsize="medium")
+    return fig

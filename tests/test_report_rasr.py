@@ -1,0 +1,287 @@
+"""Chapter 07's readers: Table 1 cells, claim checks and Figs. 2-5 from synthetic result files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rasr_lib import report_rasr as rr
+from rasr_lib.config import RegenConfig
+from rasr_lib.report import load_results
+
+DATASETS = ("beauty", "sports", "toys", "ml-1m")
+METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+
+# The paper's Delta rows (percent, Beauty/Sports/Toys/ML-1M x R@10 R@20 N@10 N@20), transcribed
+# separately from the numbers in RASR_TABLE1: first DR4SR over the backbone, then RaSR over it.
+PAPER_DELTAS = {
+    "gru4rec": (
+        [15.30, 13.21, 16.54, 17.22, 18.13, 19.12, 17.89, 19.05, 17.83, 12.03, 14.40, 10.18,
+         5.79, 9.27, 4.24, 6.76],
+        [18.86, 19.31, 20.47, 21.11, 20.73, 24.14, 22.11, 24.60, 21.32, 17.92, 21.60, 16.17,
+         13.22, 9.69, 14.84, 12.27],
+    ),
+    "sasrec": (
+        [5.71, 5.69, 8.16, 7.57, 12.19, 8.01, 16.87, 13.55, 16.62, 11.94, 20.91, 17.79,
+         8.39, 6.03, 9.68, 7.88],
+        [7.41, 10.46, 8.75, 9.46, 24.38, 21.29, 29.52, 26.64, 20.03, 17.70, 24.40, 22.52,
+         11.21, 7.05, 12.87, 9.83],
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- synthetic results
+
+
+def _metrics(ndcg20, recall20=None):
+    """Test metrics derived from N@20 (R@20 = 2.2 x N@20 unless given)."""
+    recall20 = 2.2 * ndcg20 if recall20 is None else recall20
+    return {"recall@10": 0.7 * recall20, "ndcg@10": 0.8 * ndcg20, "recall@20": recall20, "ndcg@20": ndcg20}
+
+
+def _write_run(root, *, model="sasrec", loss="bce", data="original", seed=0, ndcg20=0.04, recall20=None,
+               dataset="beauty", profile="full", gen_epochs=10, legacy=False, n_epochs=5, **regen):
+    """One results JSON in run_experiment's layout; ``legacy`` leaves out config.regen (old files)."""
+    test = _metrics(ndcg20, recall20)
+    config = {"data": {"dataset": dataset, "max_len": 50, "max_users": 0},
+              "model": {"name": model}, "train": {"loss": loss, "epochs": 200},
+              "eval": {"protocol": "full"}, "seed": seed, "device": "auto", "profile": profile}
+    if not legacy:
+        config["regen"] = {**dataclasses.asdict(RegenConfig()),
+                           "method": "none" if data == "original" else data,
+                           "generator_epochs": gen_epochs if data != "original" else 0, **regen}
+    run = {
+        "dataset": dataset, "model": model, "loss": loss, "profile": profile, "seed": seed,
+        "protocol": "full ranking, history masked", "device": "cpu (x86_64, 1 threads)",
+        "wall_time_s": 3600.0 * (seed + 1), "git_commit": "abc1234", "config": config, "best_epoch": n_epochs,
+        "data_variant": "none" if data == "original" else data,
+        "metrics": {"valid": dict(test), "test": test},
+        "history": [{"epoch": e, "loss": 1.0 / e, "valid_ndcg@20": ndcg20 * e / n_epochs}
+                    for e in range(1, n_epochs + 1)],
+    }
+    stem = f"{model}-{loss}-{profile}-seed{seed}"
+    if data != "original":
+        stem += f"-{data}-{abs(hash(json.dumps(config['regen'], sort_keys=True))) % 10**6:06d}"
+    folder = root / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{stem}.json").write_text(json.dumps(run))
+
+
+@pytest.fixture
+def results(tmp_path):
+    """A results folder with Table 1 cells, ablations and grid points that must (not) be picked."""
+    root = tmp_path / "results"
+    w = lambda **kw: _write_run(root, **kw)  # noqa: E731
+    # sasrec / bce: original (legacy file without regen + a seed with it), DR4SR, RaSR 2 seeds
+    w(seed=0, ndcg20=0.040, recall20=0.090, legacy=True)
+    w(seed=1, ndcg20=0.042, recall20=0.092)
+    w(data="dr4sr", ndcg20=0.043, recall20=0.100, gen_epochs=0)  # 0 = the preset's 40 epochs
+    w(data="rasr", seed=0, ndcg20=0.044, recall20=0.096)
+    w(data="rasr", seed=1, ndcg20=0.046, recall20=0.098)
+    for seed, value in enumerate((0.050, 0.052, 0.054)):  # shorter generator, more seeds: its own row
+        w(data="rasr", seed=seed, ndcg20=value, recall20=0.110, gen_epochs=3)
+    # not Table 1 cells: grids, ablations, another profile, another dataset
+    w(data="rasr", ndcg20=0.060, ratio=0.5)
+    w(data="rasr", ndcg20=0.061, ratio=0.25)
+    w(data="rasr", ndcg20=0.062, window=3)
+    w(data="rasr", ndcg20=0.063, decay=0.4)
+    w(data="rasr", ndcg20=0.064, semantic_aug=False)
+    w(data="rasr", ndcg20=0.065, regenerator=False)
+    w(data="rasr", ndcg20=0.066, profile="quick")
+    w(data="rasr", ndcg20=0.067, dataset="toys")
+    w(data="rasr", ndcg20=0.068, temporal_mode="position")
+    # gru4rec / bce: original and RaSR only; sasrec / ce: only RaSR
+    w(model="gru4rec", ndcg20=0.020, recall20=0.050)
+    w(model="gru4rec", data="rasr", ndcg20=0.022, recall20=0.049)
+    w(loss="ce", data="rasr", ndcg20=0.055)
+    return root
+
+
+def _texts(fig):
+    """Every text drawn in a figure (axes texts, titles, labels, suptitle)."""
+    out = [t.get_text() for ax in fig.axes for t in ax.texts]
+    out += [ax.get_title() for ax in fig.axes] + [ax.get_xlabel() for ax in fig.axes]
+    return out + ([fig._suptitle.get_text()] if fig._suptitle else [])
+
+
+# ----------------------------------------------------------------------------- constants
+
+
+def test_table1_transcription_against_the_papers_deltas():
+    t = rr.RASR_TABLE1
+    assert t["beauty"]["sasrec"]["original"] == dict(zip(
+        ("recall@10", "recall@20", "ndcg@10", "ndcg@20"), (0.0648, 0.0966, 0.0343, 0.0423)))
+    assert list(t["beauty"]["sasrec"]["dr4sr"].values()) == [0.0685, 0.1021, 0.0371, 0.0455]
+    assert list(t["beauty"]["sasrec"]["rasr"].values()) == [0.0696, 0.1067, 0.0373, 0.0463]
+    assert set(t) == set(DATASETS)
+    for model, (d_dr4sr, d_rasr) in PAPER_DELTAS.items():
+        cells = [(d, m) for d in DATASETS for m in METRICS]
+        for (d, m), delta_dr4sr, delta_rasr in zip(cells, d_dr4sr, d_rasr):
+            base = t[d][model]["original"][m]
+            assert 100 * (t[d][model]["dr4sr"][m] / base - 1) == pytest.approx(delta_dr4sr, abs=0.006), (model, d, m)
+            assert 100 * (t[d][model]["rasr"][m] / base - 1) == pytest.approx(delta_rasr, abs=0.006), (model, d, m)
+
+
+def test_original_rows_agree_with_report_references():
+    from rasr_lib.report import PAPER_REFERENCES
+
+    for d in DATASETS:
+        for model in ("sasrec", "gru4rec"):
+            assert rr.RASR_TABLE1[d][model]["original"] == PAPER_REFERENCES[d][model]["RaSR Table 1 (original data)"]
+
+
+def test_defaults_agree_with_the_config_and_generator_presets():
+    from rasr_lib.rasr.generator import generator_config
+
+    assert rr.GENERATOR_DEFAULT_EPOCHS == {m: generator_config(m).epochs for m in ("rasr", "dr4sr")}
+    assert rr.REGEN_DEFAULTS["ratio"] == 1.0 and rr.REGEN_DEFAULTS["window"] == 2
+    assert rr.REGEN_DEFAULTS["decay"] == 0.8 and "generator_epochs" not in rr.REGEN_DEFAULTS
+
+
+# ----------------------------------------------------------------------------- Table 1 cells
+
+
+def test_table1_cells_select_by_config_and_average_seeds(results):
+    df = load_results(results)
+    cells = rr.table1_cells(df, "beauty")
+    ours = cells[cells["source"] == "ours"]
+    got = {(r["model"], r["loss"], r["data"], None if np.isnan(r["gen_epochs"]) else int(r["gen_epochs"])):
+           (r["seeds"], r["ndcg@20"]) for r in ours.to_dict("records")}
+    assert got == {
+        ("sasrec", "bce", "original", None): (2, pytest.approx(0.041)),
+        ("sasrec", "bce", "dr4sr", 40): (1, pytest.approx(0.043)),
+        ("sasrec", "bce", "rasr", 3): (3, pytest.approx(0.052)),
+        ("sasrec", "bce", "rasr", 10): (2, pytest.approx(0.045)),
+        ("sasrec", "ce", "rasr", 10): (1, pytest.approx(0.055)),
+        ("gru4rec", "bce", "original", None): (1, pytest.approx(0.020)),
+        ("gru4rec", "bce", "rasr", 10): (1, pytest.approx(0.022)),
+    }
+    row = ours[(ours["model"] == "sasrec") & (ours["loss"] == "bce") & (ours["gen_epochs"] == 10)].iloc[0]
+    assert row["gain ndcg@20"] == pytest.approx(0.045 / 0.041 - 1)
+    assert row["gain recall@20"] == pytest.approx(0.097 / 0.091 - 1)
+    assert ours[ours["loss"] == "ce"]["gain ndcg@20"].isna().all()  # no original-data CE run
+    paper = cells[cells["source"] == "paper"]
+    assert len(paper) == 6
+    rasr = paper[(paper["model"] == "sasrec") & (paper["data"] == "rasr")].iloc[0]
+    assert rasr["ndcg@20"] == 0.0463 and rasr["gen_epochs"] == 100
+    assert rasr["gain ndcg@20"] == pytest.approx(0.0463 / 0.0423 - 1)
+    # Table order: per model, ours first, original -> dr4sr -> rasr
+    sasrec = cells[cells["model"] == "sasrec"]
+    assert list(sasrec["data"][:4]) == ["original", "dr4sr", "rasr", "rasr"]
+
+
+def test_claim_check_booleans_and_numbers(results):
+    cells = rr.table1_cells(load_results(results), "beauty")
+    claims = rr.claim_check(cells)
+    ours = claims[claims["source"] == "ours"].set_index(["model", "loss", "metric"])
+    n = ours.loc[("sasrec", "bce", "ndcg@20")]
+    assert (n["original"], n["dr4sr"], n["rasr"]) == pytest.approx((0.041, 0.043, 0.045))
+    assert n["rasr_gen_epochs"] == 10  # the 10-epoch row, not the 3-epoch one with more seeds
+    assert bool(n["holds"]) and bool(n["rasr > dr4sr"]) and bool(n["dr4sr > original"])
+    r = ours.loc[("sasrec", "bce", "recall@20")]
+    assert (r["original"], r["dr4sr"], r["rasr"]) == pytest.approx((0.091, 0.100, 0.097))
+    assert not bool(r["holds"]) and not bool(r["rasr > dr4sr"]) and bool(r["rasr > original"])
+    g = ours.loc[("gru4rec", "bce", "recall@20")]
+    assert pd.isna(g["holds"]) and pd.isna(g["rasr > dr4sr"]) and not bool(g["rasr > original"])
+    assert pd.isna(ours.loc[("sasrec", "ce", "ndcg@20")]["rasr > original"])
+    paper = claims[claims["source"] == "paper"]
+    assert len(paper) == 4 and paper["holds"].all()
+    text = rr.claim_sentences(claims)
+    assert "**sasrec, bce**" in text and "**holds**" in text and "**does not hold**" in text
+    assert "DR4SR not run yet" in text and "0.0450" in text
+
+
+def test_plan_coverage(results):
+    cov = rr.plan_coverage(load_results(results), "beauty").set_index(["plan", "cell"])
+    assert len(cov) == 12 + 4 + 4 + 9
+    assert cov.loc[("table1", "sasrec/bce/rasr"), "seeds"] == 2
+    assert cov.loc[("table1", "sasrec/bce/rasr"), "wall_time_h"] == pytest.approx(1.5)  # 10-epoch runs only
+    assert cov.loc[("table1", "sasrec/bce/rasr"), "device"] == "cpu (x86_64, 1 threads)"
+    assert pd.isna(cov.loc[("table1", "gru4rec/ce/rasr"), "device"])
+    assert cov.loc[("fig4", "ratio 0.5"), "ndcg@20"] == pytest.approx(0.060)
+    assert cov.loc[("fig3", "w/o regenerator"), "gen_epochs"] == 0
+    assert not cov.loc[("fig3", "w/o relational aug."), "committed"]
+    assert cov.loc[("fig5", "window 3"), "committed"] and not cov.loc[("fig5", "window 5"), "committed"]
+    assert cov["committed"].sum() == 6 + 3 + 3 + 4  # table1, fig3, fig4, fig5
+
+
+def test_plan_pipelines():
+    pipes = rr.plan_pipelines("beauty").set_index(["data", "settings"])
+    assert len(pipes) == 2 + 3 + 7  # RaSR and DR4SR defaults, 3 ablations, 3 windows + 4 decays
+    assert int(pipes["generator"].sum()) == 11  # "w/o regenerator" trains none
+    shared = pipes.loc[("rasr", "defaults"), "cells"]
+    assert len(shared) == 4 + 1 + 4 + 2  # Table 1 (2 models x 2 losses), Fig. 3, every ratio, Fig. 5 defaults
+    assert "fig4: ratio 0.25" in shared and pipes.loc[("rasr", "window=3"), "cells"] == ["fig5: window 3"]
+
+
+# ----------------------------------------------------------------------------- figures
+
+
+def test_plot_convergence_draws_one_line_per_variant(results):
+    df = load_results(results)
+    fig = rr.plot_convergence(df, "beauty", "sasrec", "bce", results_dir=results)
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label().split(",")[0] for line in lines] == ["original data", "DR4SR", "RaSR"]
+    assert lines[2].get_ydata()[-1] == pytest.approx(0.044)  # seed 0 of the 10-epoch RaSR run
+    gru = rr.plot_convergence(df, "beauty", "gru4rec", "bce", results_dir=results)
+    assert len(gru.axes[0].get_lines()) == 2 and "not run yet: DR4SR" in gru.axes[0].get_title()
+    grid = rr.plot_convergence_grid(df, "beauty", results_dir=results)
+    assert [len(ax.get_lines()) for ax in grid.axes] == [3, 1, 2, 0]
+    assert "not run yet" in [t.get_text() for t in grid.axes[3].texts]
+
+
+def test_plot_ablation_bars(results):
+    fig = rr.plot_ablation(load_results(results), "beauty")
+    assert len(fig.axes) == 2
+    heights = [[p.get_height() for p in ax.patches] for ax in fig.axes]
+    assert heights[1] == pytest.approx([0.045, 0.064, 0.065])  # RaSR, w/o semantic, w/o regenerator
+    assert heights[0] == pytest.approx([0.097, 2.2 * 0.064, 2.2 * 0.065])
+    assert sum("not run yet" == t for t in _texts(fig)) == 2  # w/o relational, in both panels
+    assert fig.axes[1].get_lines()[0].get_ydata()[0] == pytest.approx(0.041)  # original data
+
+
+def test_plot_ratio_grid_and_sensitivity(results):
+    df = load_results(results)
+    fig = rr.plot_ratio_grid(df, "beauty")
+    ndcg = fig.axes[0].get_lines()[0]
+    assert list(ndcg.get_xdata()) == [0.25, 0.5, 1.0]
+    assert list(ndcg.get_ydata()) == pytest.approx([0.061, 0.060, 0.045])
+    assert "not run yet: 0.75" in fig.axes[0].get_xlabel()
+    sens = rr.plot_sensitivity(df, "beauty")
+    window, decay = sens.axes[0], sens.axes[1]
+    assert list(window.get_lines()[0].get_xdata()) == [2, 3]
+    assert list(decay.get_lines()[0].get_xdata()) == [0.4, 0.8]
+    assert "not run yet: 4, 5" in window.get_xlabel()
+
+
+def test_everything_handles_an_empty_results_folder(tmp_path):
+    df = load_results(tmp_path)
+    cells = rr.table1_cells(df, "beauty")
+    assert set(cells["source"]) == {"paper"} and len(cells) == 6
+    assert rr.table1_cells(df, "beauty", with_paper=False).empty
+    claims = rr.claim_check(cells)
+    assert set(claims["source"]) == {"paper"}
+    assert rr.claim_sentences(claims) == "No Table 1 cells of 'ours' to check yet."
+    assert rr.claim_check(cells.iloc[:0]).empty
+    assert not rr.plan_coverage(df, "beauty")["committed"].any()
+    for fig in (rr.plot_convergence(df, "beauty", results_dir=tmp_path), rr.plot_ablation(df, "beauty"),
+                rr.plot_ratio_grid(df, "beauty"), rr.plot_sensitivity(df, "beauty"),
+                rr.plot_convergence_grid(df, "beauty", results_dir=tmp_path)):
+        assert sum(len(ax.get_lines()) + len(ax.patches) for ax in fig.axes) == 0
+        assert "not run yet" in _texts(fig)
+
+
+def test_only_original_runs(results, tmp_path):
+    only = tmp_path / "only"
+    _write_run(only, seed=0, ndcg20=0.036, legacy=True)
+    df = load_results(only)
+    cells = rr.table1_cells(df, "beauty", with_paper=False)
+    assert cells[["data", "ndcg@20", "gain ndcg@20"]].values.tolist() == [["original", 0.036, 0.0]]
+    claims = rr.claim_check(cells)
+    assert claims["holds"].isna().all()
+    assert "cannot check yet (DR4SR, RaSR not run yet)" in rr.claim_sentences(claims)
+    assert len(rr.plot_convergence(df, "beauty", results_dir=only).axes[0].get_lines()) == 1
