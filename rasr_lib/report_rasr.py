@@ -537,3 +537,34 @@ def plot_sensitivity(
         _sweep_panel(ax, _regen_points(runs, model, loss, key, values, metrics), list(values), xlabel, original)
     fig.suptitle(f"{dataset} · {model} · {loss}", fontsize="medium")
     return fig
+
+
+def generator_costs(dataset: str, profile: str = "full", results_dir=None) -> pd.DataFrame:
+    """Measured pipeline costs of the committed regenerated-data runs: one row per distinct pipeline.
+
+    Columns: data, device, generator epochs run, seconds per generator epoch (mean), regeneration
+    seconds, SASRec pre-training seconds; read from each result's ``regen`` block.
+    """
+    import json
+    from pathlib import Path
+
+    if results_dir is None:
+        from rasr_lib.runtime import results_dir as default_results_dir
+
+        results_dir = default_results_dir()
+    rows, seen = [], set()
+    for path in sorted((Path(results_dir) / dataset).glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        regen = data.get("regen") or {}
+        if data.get("profile") != profile or not regen or regen.get("pipeline") in seen:
+            continue
+        seen.add(regen.get("pipeline"))
+        history = regen.get("generator_history") or []
+        timings = regen.get("pipeline_timings") or {}
+        rows.append({"data": data.get("data_variant"), "device": data.get("device"),
+                     "generator epochs": len(history),
+                     "s per generator epoch": float(np.mean([e["seconds"] for e in history])) if history else math.nan,
+                     "regenerate s": timings.get("regenerate_s", math.nan),
+                     "pretrain s": timings.get("pretrain_s", math.nan)})
+    return pd.DataFrame(rows, columns=["data", "device", "generator epochs", "s per generator epoch",
+                                       "regenerate s", "pretrain s"])

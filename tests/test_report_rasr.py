@@ -285,3 +285,20 @@ def test_only_original_runs(results, tmp_path):
     assert claims["holds"].isna().all()
     assert "cannot check yet (DR4SR, RaSR not run yet)" in rr.claim_sentences(claims)
     assert len(rr.plot_convergence(df, "beauty", results_dir=only).axes[0].get_lines()) == 1
+
+
+def test_generator_costs_one_row_per_pipeline(tmp_path):
+    def write(name, pipeline, seconds, loss="bce"):
+        run = {"profile": "full", "data_variant": "rasr", "device": "cpu", "loss": loss,
+               "regen": {"pipeline": pipeline, "pipeline_timings": {"regenerate_s": 50.0, "pretrain_s": 600.0},
+                         "generator_history": [{"epoch": i + 1, "seconds": s} for i, s in enumerate(seconds)]}}
+        (tmp_path / "beauty").mkdir(exist_ok=True)
+        (tmp_path / "beauty" / f"{name}.json").write_text(json.dumps(run))
+
+    write("a", "regen/beauty/rasr-1", [300.0, 360.0])
+    write("b", "regen/beauty/rasr-1", [300.0, 360.0], loss="ce")  # same pipeline, other backbone loss
+    write("c", "regen/beauty/rasr-2", [120.0])
+    costs = rr.generator_costs("beauty", results_dir=tmp_path)
+    assert costs["s per generator epoch"].tolist() == [330.0, 120.0]
+    assert costs["generator epochs"].tolist() == [2, 1]
+    assert rr.generator_costs("toys", results_dir=tmp_path).empty
