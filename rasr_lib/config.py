@@ -22,7 +22,7 @@ class DataConfig:
 class ModelConfig:
     """Backbone architecture (shared names across models)."""
 
-    name: str = "sasrec"  # sasrec | gru4rec
+    name: str = "sasrec"  # sasrec | gru4rec | sagerec
     hidden_dim: int = 64  # item embedding / hidden size d
     num_layers: int = 2  # transformer blocks or GRU layers
     num_heads: int = 2  # attention heads (SASRec)
@@ -44,6 +44,12 @@ class TrainConfig:
     patience: int = 20  # stop after this many epochs without a better validation metric
     valid_metric: str = "ndcg@20"  # metric that picks the best checkpoint
     eval_every: int = 1  # validate every this many epochs
+    # Opt-in parts of SAGERec's recipe (§4.5, §5.3); the defaults keep the DR4SR loop unchanged.
+    neg_exclude_history: bool = False  # BCE negatives are never items of the row itself
+    emb_l2: float = 0.0  # lambda * ||item table||^2 added to the loss (SAGERec §4.5: 1e-5)
+    lr_decay_patience: int = 0  # n > 0: lr *= lr_decay_factor after n validations with no gain
+    lr_decay_factor: float = 0.1  # multiplier of that plateau decay (SAGERec §5.3: 0.1)
+    lr_decay_on: str = "loss"  # plateau signal: loss (validation loss, SAGERec §5.3) | metric (valid_metric)
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,22 @@ class RegenConfig:
 
 
 @dataclass(frozen=True)
+class SageRecConfig:
+    """SAGERec's semantic item graph (§4.2-4.3) and its Table 5 ablations; read only by model sagerec."""
+
+    top_k: int = 3  # semantic neighbours kept per item before symmetrising (§4.2: k = 3)
+    tau: float = 0.0  # keep a neighbour only when cosine >= tau (§4.2; value not given, see graph.py)
+    graph: str = "semantic"  # semantic | random (Table 5 D: same edge count) | none (Table 5 C: no graph)
+    edge_learning: bool = True  # learned edge weights w_ij (§4.3); False = fixed cosine weights (Table 5 B)
+    position: bool = True  # learned position embeddings; False = Table 5 E
+    emb_scale: bool = True  # input item embeddings x sqrt(d), as SASRec's code (not in the paper)
+    edge_dropout: float = 0.2  # share of undirected edges dropped per training step (§5.3)
+    node_dropout: float = 0.5  # share of items whose outgoing messages are dropped per training step (§5.3)
+    gcn_layers: int = 1  # propagation layers E <- E + A_hat E (§5.3: 1)
+    adj_norm: str = "renorm"  # renorm: D^-1/2 (w A) D^-1/2 after re-weighting | scale: w (D^-1/2 A D^-1/2)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     """Everything one run needs; its hash names the run folder."""
 
@@ -86,6 +108,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     regen: RegenConfig = field(default_factory=RegenConfig)
+    sagerec: SageRecConfig = field(default_factory=SageRecConfig)
     seed: int = 0  # the one seed that controls every random draw
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     profile: str = "full"  # name of the profile that produced this config
@@ -106,9 +129,28 @@ PROFILES: dict[str, dict[str, Any]] = {
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "sasrec": {"model.inner_dim": 128, "model.dropout": 0.5},
     "gru4rec": {"model.inner_dim": 256, "model.dropout": 0.2, "train.weight_decay": 1e-4},
+    # SAGERec §5.3 (d = 50, 2 pre-LN blocks, ReLU FFN, batch 128, early stopping on N@10, L2 1e-5,
+    # lr x0.1 after 5 epochs without improvement, negatives the user has not seen). Not in the
+    # paper, chosen as in the SASRec paper: FFN width d, dropout 0.5 (sparse data), 2 heads.
+    # ML-1M uses max_len 165 there: pass --set data.max_len=165.
+    "sagerec": {
+        "model.hidden_dim": 50, "model.num_layers": 2, "model.num_heads": 2, "model.inner_dim": 50,
+        "model.dropout": 0.5, "model.activation": "relu", "model.layer_norm": "pre",
+        "train.batch_size": 128, "train.valid_metric": "ndcg@10", "train.neg_exclude_history": True,
+        "train.emb_l2": 1e-5, "train.lr_decay_patience": 5, "train.lr_decay_factor": 0.1,
+        "train.lr_decay_on": "loss",
+    },
 }
 
 REGEN_METHODS = ("none", "rasr", "dr4sr")
+SAGEREC_GRAPHS = ("semantic", "random", "none")
+SAGEREC_NORMS = ("renorm", "scale")
+
+# Keys added after results were published: left out of the hash while at their default, so
+# every earlier run keeps its hash (and run folder).
+HASH_IF_CHANGED: dict[str, tuple[str, ...]] = {
+    "train": ("neg_exclude_history", "emb_l2", "lr_decay_patience", "lr_decay_factor", "lr_decay_on"),
+}
 
 DATASET_ALIASES = {
     "beauty": "beauty",
@@ -181,6 +223,12 @@ def load_config(
         raise ValueError(f"unknown regen.method {cfg.regen.method!r}; choose from {REGEN_METHODS}")
     if not 0.0 <= cfg.regen.ratio <= 1.0:
         raise ValueError(f"regen.ratio must be in [0, 1], got {cfg.regen.ratio}")
+    if cfg.train.lr_decay_on not in ("loss", "metric"):
+        raise ValueError(f"train.lr_decay_on must be 'loss' or 'metric', got {cfg.train.lr_decay_on!r}")
+    if cfg.sagerec.graph not in SAGEREC_GRAPHS:
+        raise ValueError(f"unknown sagerec.graph {cfg.sagerec.graph!r}; choose from {SAGEREC_GRAPHS}")
+    if cfg.sagerec.adj_norm not in SAGEREC_NORMS:
+        raise ValueError(f"unknown sagerec.adj_norm {cfg.sagerec.adj_norm!r}; choose from {SAGEREC_NORMS}")
     return cfg
 
 
@@ -195,5 +243,12 @@ def config_hash(cfg: ExperimentConfig, length: int = 10) -> str:
     payload.pop("device", None)
     if cfg.regen.method == "none":
         payload.pop("regen")  # runs on the original data keep the hash they had before regen existed
+    if cfg.model.name != "sagerec":
+        payload.pop("sagerec")  # likewise: only SAGERec runs are named by its graph settings
+    for section, names in HASH_IF_CHANGED.items():
+        defaults = type(getattr(cfg, section))()
+        for name in names:
+            if payload[section][name] == getattr(defaults, name):
+                payload[section].pop(name)
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]

@@ -92,7 +92,12 @@ def run_experiment(
 
             split, regen_info = regenerated_split(cfg, split, progress=progress)
             generator = set_seed(cfg.seed)  # the backbone's draws do not depend on the pipeline's
-        model = build_model(cfg, dataset.n_items)
+        graph = None
+        if cfg.model.name == "sagerec":  # SAGERec's semantic item graph, built once (embeddings cached)
+            from rasr_lib.sagerec.graph import graph_for
+
+            graph = graph_for(cfg, dataset, progress=progress)
+        model = build_model(cfg, dataset.n_items, graph=graph)
         trained = fit(model, split, cfg.train, cfg.eval, device, generator, checkpoint, progress,
                       stop_now=stop_now)
         test = evaluate(model, split, "test", cfg.eval, device=device)
@@ -120,6 +125,8 @@ def run_experiment(
             "metrics": {"valid": trained.best_valid, "test": {k: v for k, v in test.items() if "@" in k}},
             "history": trained.history,
         }
+        if graph is not None:
+            result["graph"] = graph.stats()  # SAGERec: nodes, edges, isolated items, mean degree
         _write_json(result, result_path)
     if publish:
         _write_json(result, results_dir() / cfg.data.dataset / f"{run_name(cfg)}.json")

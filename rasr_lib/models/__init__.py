@@ -6,12 +6,17 @@ from rasr_lib.config import ExperimentConfig
 from rasr_lib.models.base import SequentialRecommender
 from rasr_lib.models.gru4rec import GRU4Rec
 from rasr_lib.models.sasrec import SASRec
+from rasr_lib.sagerec.model import SAGERec
 
-MODELS = {"sasrec": SASRec, "gru4rec": GRU4Rec}
+MODELS = {"sasrec": SASRec, "gru4rec": GRU4Rec, "sagerec": SAGERec}
 
 
-def build_model(cfg: ExperimentConfig, n_items: int) -> SequentialRecommender:
-    """Instantiate the backbone named by ``cfg.model.name`` for a catalogue of ``n_items``."""
+def build_model(cfg: ExperimentConfig, n_items: int, graph=None) -> SequentialRecommender:
+    """Instantiate the backbone named by ``cfg.model.name`` for a catalogue of ``n_items``.
+
+    ``graph`` (a :class:`rasr_lib.sagerec.graph.ItemGraph`) is SAGERec's item graph, built by
+    :func:`rasr_lib.sagerec.graph.graph_for`; other models ignore it.
+    """
     m, loss = cfg.model, cfg.train.loss
     if m.name == "sasrec":
         return SASRec(
@@ -24,7 +29,20 @@ def build_model(cfg: ExperimentConfig, n_items: int) -> SequentialRecommender:
             n_items, hidden_dim=m.hidden_dim, num_layers=m.num_layers, inner_dim=m.inner_dim,
             dropout=m.dropout, loss=loss,
         )
+    if m.name == "sagerec":
+        s = cfg.sagerec
+        if graph is None and s.graph != "none":
+            raise ValueError("SAGERec needs its item graph: "
+                             "build_model(cfg, n_items, graph=rasr_lib.sagerec.graph_for(cfg, dataset))")
+        return SAGERec(
+            n_items, graph=graph if s.graph != "none" else None, max_len=cfg.data.max_len,
+            hidden_dim=m.hidden_dim, num_layers=m.num_layers, num_heads=m.num_heads,
+            inner_dim=m.inner_dim, dropout=m.dropout, activation=m.activation, loss=loss,
+            edge_learning=s.edge_learning, position=s.position, emb_scale=s.emb_scale,
+            edge_dropout=s.edge_dropout,
+            node_dropout=s.node_dropout, gcn_layers=s.gcn_layers, adj_norm=s.adj_norm,
+        )
     raise ValueError(f"unknown model {m.name!r}; choose from {sorted(MODELS)}")
 
 
-__all__ = ["MODELS", "GRU4Rec", "SASRec", "SequentialRecommender", "build_model"]
+__all__ = ["MODELS", "GRU4Rec", "SAGERec", "SASRec", "SequentialRecommender", "build_model"]
