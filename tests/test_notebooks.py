@@ -52,6 +52,16 @@ EXPECTED = {
         "regen/dr4sr/n_pattern_rows": 85, "regen/rasr/n_augmented": 1128, "regen/rasr/n_pairs": 1128,
         "regen/dr4sr/n_pairs": 112, "regen/rasr/n_decoded": 1500, "regen/dr4sr/n_decoded": 1500,
     },
+    "08_sagerec_graph": {
+        "graph/n_items": 2795, "graph/n_edges": 6275, "graph/n_isolated": 0, "graph/max_degree": 38,
+        "prompts/n_over_128_tokens": 5, "grid/k3_tau0.7/edges": 3209, "grid/k10_tau0.5/edges": 19061,
+        "grid/k10_tau0.9/edges": 271, "grid/tau0.5/isolated": 13, "grid/tau0.7/isolated": 782,
+        "grid/tau0.9/isolated": 2409,
+    },
+    "09_sagerec_model": {
+        "model/n_parameters": 178501, "model/n_parameters_no_graph": 173400,
+        "model/edge_mlp_parameters": 5101, "graph/n_edges": 6275, "cold/n_items": 327,
+    },
 }
 
 
@@ -270,3 +280,10 @@ def test_regeneration_chapter_generators_learn(run_notebook):
     for method in ("rasr", "dr4sr"):
         assert records[f"regen/{method}/last_ce"] < records[f"regen/{method}/first_ce"]
     assert records["regen/rasr/first_ce"] < math.log(2795 + 3) + 0.05  # about chance (2,795 items + 3)
+
+
+@pytest.mark.notebooks
+def test_sagerec_chapter_training_lowers_the_loss(run_notebook):
+    records, _ = run_notebook("09_sagerec_model")
+    for run in ("sagerec", "no_graph"):
+        assert records[f"train/{run}/last_loss"] < records[f"train/{run}/first_loss"] - 0.05

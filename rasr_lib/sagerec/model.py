@@ -11,8 +11,9 @@ Readings where the paper is silent (listed on the book's deviations page):
 - **Symmetric edge weights**: the MLP reads the ordered pair [e_i || e_j], but the graph is
   undirected, so an edge gets w_ij = (MLP(e_i, e_j) + MLP(e_j, e_i)) / 2 and A stays symmetric.
 - **Re-weighting then renormalising** (``adj_norm="renorm"``, default): A_ij = w_ij on the
-  kept edges and A_hat = D^-1/2 A D^-1/2 with degrees of that weighted, thinned A (as LightGCN
-  and NGCF renormalise after dropping edges). ``"scale"`` instead multiplies the fixed
+  kept edges and A_hat = D^-1/2 A D^-1/2 with degrees of that weighted, thinned A (a choice of ours: LightGCN's and
+  NGCF's released code instead drop entries of the fixed normalised matrix and rescale, our
+  ``"scale"`` mode). ``"scale"`` instead multiplies the fixed
   normalised graph by w_ij and rescales kept edges by 1 / keep probability.
 - **Node dropout** follows NGCF's definition: a dropped item sends no message this step (its
   column of A is removed); its own row, and the residual, are kept.
