@@ -8,6 +8,7 @@ import logging
 import sys
 
 from rasr_lib.config import DATASET_ALIASES, MODEL_DEFAULTS, PROFILES, load_config
+from rasr_lib.experiments.plans import PLANS
 
 
 def _parse_set(values: list[str]) -> dict[str, str]:
@@ -64,10 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a config key, e.g. --set regen.generator_epochs=10 (repeatable)")
     regen.add_argument("--force", action="store_true", help="rebuild even if the regenerated set exists")
 
-    plan = sub.add_parser("plan", help="run the cells of one of RaSR's experiments (finished cells are skipped)")
-    plan.add_argument("name", choices=["table1", "fig3", "fig4", "fig5"],
-                      help="table1: {SASRec, GRU4Rec} x {bce, ce} x {original, DR4SR, RaSR}; "
-                           "fig3: ablations; fig4: ratio grid; fig5: window and decay")
+    plan = sub.add_parser("plan", help="run the cells of one of the papers' experiments (finished cells are skipped)")
+    plan.add_argument("name", choices=list(PLANS),
+                      help="RaSR: table1: {SASRec, GRU4Rec} x {bce, ce} x {original, DR4SR, RaSR}; "
+                           "fig3: ablations; fig4: ratio grid; fig5: window and decay. "
+                           "SAGERec: sagerec-table3: {SAGERec, SASRec, GRU4Rec} x {full, sampled100} "
+                           "x seeds SEED..SEED+4 (Tables 3 and 4); sagerec-table5: ablations A-E")
     plan.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
     plan.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     plan.add_argument("--seed", type=int, default=0)

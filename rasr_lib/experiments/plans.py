@@ -1,4 +1,4 @@
-"""The RaSR paper's experiments as named plans of runs: Table 1 cells, Figs. 3-5 grids.
+"""The papers' experiments as named plans of runs: RaSR's Table 1 and Figs. 3-5, SAGERec's Tables 3-5.
 
 A plan is a list of (cell label, :class:`ExperimentConfig`). :func:`run_plan` runs every cell
 with :func:`~rasr_lib.experiments.train_run.run_experiment`, so a finished cell is read back, an
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rasr_lib.config import ExperimentConfig, load_config
+from rasr_lib.config import DATASET_ALIASES, ExperimentConfig, load_config
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +28,44 @@ FIG3_ABLATIONS = {  # RaSR Fig. 3: each component removed in turn
 FIG4_RATIOS = (0.25, 0.5, 0.75, 1.0)  # fraction of the regenerated set added (paper: values not given)
 FIG5_WINDOWS = (2, 3, 4, 5)  # co-occurrence window (paper default 2)
 FIG5_DECAYS = (0.2, 0.4, 0.6, 0.8, 1.0)  # temporal decay lambda (paper default 0.8)
-PLANS = ("table1", "fig3", "fig4", "fig5")
+RASR_PLANS = ("table1", "fig3", "fig4", "fig5")
+
+# SAGERec (Electronics 2025) §5.4-5.6. Table 3 (top-10) and Table 4 (top-20) are one grid: every
+# run records both cut-offs. The paper is ambiguous about its protocol (§5.2 ranks every item,
+# §5.3 samples 100 negatives), so each cell is run under both; the protocol is eval.protocol.
+SAGEREC_TABLE3_MODELS = ("sagerec", "sasrec", "gru4rec")  # the paper's baselines present here
+SAGEREC_PROTOCOLS = ("full", "sampled100")
+SAGEREC_N_SEEDS = 5  # §5.4: five seeds, paired t-test
+SAGEREC_ABLATIONS = {  # SAGERec Table 5: each variant changes one switch of SageRecConfig
+    "A full": {},
+    "B w/o edge learning": {"sagerec.edge_learning": False},
+    "C w/o graph": {"sagerec.graph": "none"},
+    "D random graph": {"sagerec.graph": "random"},
+    "E w/o position": {"sagerec.position": False},
+}
+SAGEREC_ML1M_MAX_LEN = 165  # §5.3: SAGERec's maximum length on ML-1M (50 on Beauty and Toys)
+SAGEREC_PLANS = ("sagerec-table3", "sagerec-table5")
+# §5.6 (the semantic graph under GRU4Rec, BERT4Rec, CL4SRec) has no plan: the graph module is
+# built only into model sagerec, so a "GRU4Rec + graph" cell cannot be configured yet.
+SAGEREC_UNBUILDABLE = {
+    "sagerec-encoder": "SAGERec §5.6 needs the semantic graph module under GRU4Rec, which the "
+                       "library does not have (build_model passes the graph to model sagerec only)",
+}
+PLANS = RASR_PLANS + SAGEREC_PLANS
 
 
 def plan_configs(
     plan: str, dataset: str = "beauty", profile: str = "full", seed: int = 0,
     overrides: dict[str, Any] | None = None,
 ) -> list[tuple[str, ExperimentConfig]]:
-    """The cells of ``plan`` (``table1`` | ``fig3`` | ``fig4`` | ``fig5``) as (label, config)."""
+    """The cells of ``plan`` (one of :data:`PLANS`) as (label, config).
+
+    ``seed`` is the base seed: ``sagerec-table3`` runs seeds ``seed .. seed + 4``, every other
+    plan runs ``seed`` alone. SAGERec cells on ML-1M use max_len 165 (§5.3) unless
+    ``overrides`` set ``data.max_len``.
+    """
+    if plan in SAGEREC_UNBUILDABLE:
+        raise ValueError(f"plan {plan!r} cannot be built: {SAGEREC_UNBUILDABLE[plan]}")
     base = {"seed": seed, **(overrides or {})}
 
     def cfg(model: str = "sasrec", **extra) -> ExperimentConfig:
@@ -52,6 +82,20 @@ def plan_configs(
     if plan == "fig5":
         return ([(f"window {w}", cfg(**{"regen.method": "rasr", "regen.window": w})) for w in FIG5_WINDOWS]
                 + [(f"decay {d:g}", cfg(**{"regen.method": "rasr", "regen.decay": d})) for d in FIG5_DECAYS])
+
+    def sagerec_cfg(**extra) -> ExperimentConfig:
+        if DATASET_ALIASES.get(dataset.lower()) == "ml-1m" and "data.max_len" not in base:
+            extra = {"data.max_len": SAGEREC_ML1M_MAX_LEN, **extra}
+        return cfg("sagerec", **extra)
+
+    if plan == "sagerec-table3":
+        seeds = range(seed, seed + SAGEREC_N_SEEDS)
+        return [(f"{model}/{protocol}/seed{s}",
+                 sagerec_cfg(**{"eval.protocol": protocol, "seed": s}) if model == "sagerec"
+                 else cfg(model, **{"eval.protocol": protocol, "seed": s}))
+                for model in SAGEREC_TABLE3_MODELS for protocol in SAGEREC_PROTOCOLS for s in seeds]
+    if plan == "sagerec-table5":
+        return [(label, sagerec_cfg(**extra)) for label, extra in SAGEREC_ABLATIONS.items()]
     raise ValueError(f"unknown plan {plan!r}; choose from {PLANS}")
 
 

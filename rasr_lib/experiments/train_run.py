@@ -30,12 +30,17 @@ def describe_device(device: torch.device) -> str:
 
 
 def run_name(cfg: ExperimentConfig) -> str:
-    """File stem of a run's committed result: ``<model>-<loss>-<profile>-seed<seed>[-<method>-<hash>]``.
+    """File stem of a run's committed result: ``<model>-<loss>-<profile>-seed<seed>[-<protocol>][-sg<hash>][-<method>-<hash>]``.
 
-    Runs on regenerated data add the method and a hash of every regeneration setting, so the
-    cells of a grid (ratio, window, ablations) never overwrite each other.
+    A non-default protocol, non-default SAGERec settings (ablations) and regenerated data (method
+    and a hash of every regeneration setting) extend the name, so the cells of a grid never
+    overwrite each other.
     """
     stem = f"{cfg.model.name}-{cfg.train.loss}-{cfg.profile}-seed{cfg.seed}"
+    if cfg.eval.protocol != "full":
+        stem += f"-{cfg.eval.protocol}"
+    if cfg.model.name == "sagerec" and cfg.sagerec != type(cfg.sagerec)():
+        stem += f"-sg{config_digest(dataclasses.asdict(cfg.sagerec), 6)}"
     if cfg.regen.method != "none":
         stem += f"-{cfg.regen.method}-{config_digest(dataclasses.asdict(cfg.regen), 6)}"
     return stem

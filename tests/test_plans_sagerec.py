@@ -1,0 +1,106 @@
+"""SAGERec's plans: Table 3/4 grid (models x protocols x 5 seeds), Table 5 ablations, the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from rasr_lib.config import config_hash, load_config
+from rasr_lib.experiments.plans import (
+    PLANS, RASR_PLANS, SAGEREC_ABLATIONS, plan_configs,
+)
+from rasr_lib.experiments.train_run import run_dir, run_name
+
+
+def _flat(cfg) -> dict:
+    """Every config setting as ``section.key`` -> value (``seed`` etc. at the top level)."""
+    out = {}
+    for key, value in dataclasses.asdict(cfg).items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def test_table3_is_three_models_two_protocols_five_seeds():
+    cells = plan_configs("sagerec-table3", profile="full", seed=10)
+    assert len(cells) == 3 * 2 * 5
+    labels = [label for label, _ in cells]
+    assert len(set(labels)) == len(labels)
+    got = {(c.model.name, c.eval.protocol, c.seed) for _, c in cells}
+    assert got == {(m, p, s) for m in ("sagerec", "sasrec", "gru4rec")
+                   for p in ("full", "sampled100") for s in range(10, 15)}
+    cell = dict(cells)["gru4rec/sampled100/seed12"]
+    assert (cell.model.name, cell.eval.protocol, cell.seed) == ("gru4rec", "sampled100", 12)
+    # each model keeps its own defaults; only SAGERec gets the §5.3 recipe
+    sage, sas = dict(cells)["sagerec/full/seed10"], dict(cells)["sasrec/full/seed10"]
+    assert sage.model.hidden_dim == 50 and sage.train.neg_exclude_history is True
+    assert sas == load_config("beauty", "full", {"seed": 10}, model="sasrec")
+
+
+def test_every_cell_has_its_own_run_folder():
+    for plan in ("sagerec-table3", "sagerec-table5"):
+        cells = plan_configs(plan, profile="full")
+        assert len({run_dir(c) for _, c in cells}) == len(cells), plan
+        assert len({config_hash(c) for _, c in cells}) == len(cells), plan
+
+
+def test_every_cell_has_its_own_published_name():
+    for plan in ("sagerec-table3", "sagerec-table5"):
+        cells = plan_configs(plan, profile="full")
+        assert len({run_name(c) for _, c in cells}) == len(cells), plan
+    assert run_name(load_config("beauty", "full")) == "sasrec-bce-full-seed0"  # published names kept
+
+
+def test_each_ablation_flips_exactly_its_switch():
+    cells = dict(plan_configs("sagerec-table5", profile="full", seed=3))
+    assert list(cells) == list(SAGEREC_ABLATIONS) and len(cells) == 5
+    full = _flat(cells["A full"])
+    assert full["model.name"] == "sagerec" and full["seed"] == 3
+    assert (full["sagerec.graph"], full["sagerec.edge_learning"], full["sagerec.position"]) == (
+        "semantic", True, True)
+    expected = {
+        "B w/o edge learning": {"sagerec.edge_learning": False},
+        "C w/o graph": {"sagerec.graph": "none"},
+        "D random graph": {"sagerec.graph": "random"},
+        "E w/o position": {"sagerec.position": False},
+    }
+    for label, change in expected.items():
+        flat = _flat(cells[label])
+        diff = {k: v for k, v in flat.items() if full[k] != v}
+        assert diff == change, label
+
+
+def test_ml1m_sagerec_cells_use_the_papers_max_len():
+    t3 = dict(plan_configs("sagerec-table3", dataset="ml-1m", profile="full"))
+    assert t3["sagerec/full/seed0"].data.max_len == 165
+    assert t3["sasrec/full/seed0"].data.max_len == 50  # baselines keep the library default
+    t5 = plan_configs("sagerec-table5", dataset="ml1m", profile="full")
+    assert {c.data.max_len for _, c in t5} == {165}
+    mine = dict(plan_configs("sagerec-table5", dataset="ml-1m", overrides={"data.max_len": 200}))
+    assert mine["A full"].data.max_len == 200
+    beauty = plan_configs("sagerec-table5", dataset="beauty")
+    assert {c.data.max_len for _, c in beauty} == {50}
+
+
+def test_rasr_plans_unchanged_and_encoder_plan_is_a_clear_error():
+    assert PLANS[:4] == RASR_PLANS == ("table1", "fig3", "fig4", "fig5")
+    assert {"sagerec-table3", "sagerec-table5"} <= set(PLANS)
+    assert len(plan_configs("table1", profile="full")) == 12
+    with pytest.raises(ValueError, match="GRU4Rec"):
+        plan_configs("sagerec-encoder")
+
+
+def test_cli_plan_choices_come_from_plans(capsys):
+    from rasr_lib.cli import build_parser, main
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    name = next(a for a in sub.choices["plan"]._actions if a.dest == "name")
+    assert list(name.choices) == list(PLANS)
+    assert main(["plan", "sagerec-table5", "--list", "--profile", "full"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 5 and lines[0].startswith("A full")
+    with pytest.raises(SystemExit):
+        main(["plan", "sagerec-encoder", "--list"])

@@ -1,0 +1,163 @@
+"""Chapter 10's readers: SAGERec Tables 3-5, t-tests, claims and coverage from synthetic result files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+
+from rasr_lib import report_sagerec as rs
+from rasr_lib.config import SageRecConfig
+from rasr_lib.report import load_results
+
+PROTOCOL_LABELS = {"full": "full ranking, history masked",
+                   "sampled100": "1+100 sampled negatives, history excluded"}
+
+# N@10 per seed 0..4 (hand-picked): SAGERec beats SASRec on every seed, GRU4Rec is far behind.
+SAGE = [0.030, 0.032, 0.031, 0.033, 0.034]
+SAS = [0.029, 0.030, 0.030, 0.031, 0.031]
+GRU = [0.010, 0.011, 0.012, 0.011, 0.010]
+
+
+def _write_run(root, *, model="sagerec", seed=0, protocol="full", ndcg10=0.03, dataset="beauty",
+               profile="full", loss="bce", n_edges=None, name=None, **sagerec):
+    """One results JSON in run_experiment's layout (R@10 = 2 N@10, N@20 = 1.25 N@10, R@20 = 3 N@10)."""
+    test = {"recall@10": 2 * ndcg10, "ndcg@10": ndcg10, "recall@20": 3 * ndcg10, "ndcg@20": 1.25 * ndcg10}
+    config = {"data": {"dataset": dataset, "max_len": 50, "max_users": 0}, "model": {"name": model},
+              "train": {"loss": loss}, "eval": {"protocol": protocol}, "seed": seed, "profile": profile}
+    if model == "sagerec":
+        config["sagerec"] = {**dataclasses.asdict(SageRecConfig()), **sagerec}
+    run = {"dataset": dataset, "model": model, "loss": loss, "profile": profile, "seed": seed,
+           "protocol": PROTOCOL_LABELS[protocol], "device": "cpu", "wall_time_s": 10.0,
+           "train_seconds": 40.0, "epochs_run": 8, "n_parameters": 1234, "config": config,
+           "best_epoch": 3, "metrics": {"valid": test, "test": test}, "history": []}
+    if n_edges:
+        run["graph"] = {"n_nodes": 100, "n_edges": n_edges}
+    folder = root / dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = name or f"{model}-{loss}-{profile}-{protocol}-seed{seed}-{abs(hash(json.dumps(sagerec))) % 10**6}"
+    (folder / f"{stem}.json").write_text(json.dumps(run))
+
+
+@pytest.fixture
+def results(tmp_path):
+    root = tmp_path / "results"
+    for seed in range(5):
+        _write_run(root, seed=seed, ndcg10=SAGE[seed], n_edges=300)
+        _write_run(root, model="sasrec", seed=seed, ndcg10=SAS[seed])
+        _write_run(root, model="gru4rec", seed=seed, ndcg10=GRU[seed])
+    # must be ignored by Table 3: other protocol, profile, loss, dataset, an ablation
+    _write_run(root, seed=0, protocol="sampled100", ndcg10=0.2)
+    _write_run(root, seed=0, profile="quick", ndcg10=0.9)
+    _write_run(root, model="sasrec", seed=0, loss="ce", ndcg10=0.9)
+    _write_run(root, seed=0, dataset="toys", ndcg10=0.9)
+    _write_run(root, seed=0, ndcg10=0.020, graph="random")
+    _write_run(root, seed=0, ndcg10=0.025, edge_learning=False)
+    _write_run(root, seed=1, ndcg10=0.027, edge_learning=False)
+    _write_run(root, seed=0, ndcg10=0.028, position=False)
+    return root
+
+
+def test_table3_means_std_and_paired_ttest(results):
+    df = rs.load_sagerec_results(results)
+    t = rs.table3(df, "beauty", "full").set_index("model")
+    assert t.loc["sagerec", "ndcg@10"] == pytest.approx(0.032)  # (30+32+31+33+34)/5 e-3
+    assert t.loc["sasrec", "ndcg@10"] == pytest.approx(0.0302)
+    assert t.loc["sagerec", "ndcg@10 std"] == pytest.approx(math.sqrt(0.00001 / 4))  # sum sq dev 1e-5
+    assert t.loc["sagerec", "recall@10"] == pytest.approx(0.064)
+    assert t.loc["sagerec", "seeds"] == 5 and (t["status"] == "ok").all()
+    assert t.loc["sagerec", "vs ndcg@10"] == "sasrec"
+    # differences 1,2,1,2,3 (e-3): mean 1.8, sd sqrt(0.7), t = 1.8 / (sqrt(0.7) / sqrt(5))
+    t_hand = 1.8 / (math.sqrt(0.7) / math.sqrt(5))
+    sig = rs.significance(df, "beauty", "full", ["ndcg@10"]).iloc[0]
+    assert sig["t"] == pytest.approx(t_hand)
+    from scipy import stats
+    assert sig["p"] == pytest.approx(2 * stats.t.sf(t_hand, df=4))
+    assert 0.005 < sig["p"] < 0.01 and bool(sig["significant"])
+    assert t.loc["sagerec", "p ndcg@10"] == pytest.approx(sig["p"])
+    assert t.loc["sagerec", "paper gain ndcg@10"] == 3.2
+    assert sig["gain_pct"] == pytest.approx(100 * (0.032 / 0.0302 - 1))
+    t4 = rs.table4(df, "beauty", "full").set_index("model")
+    assert t4.loc["gru4rec", "ndcg@20"] == pytest.approx(1.25 * np.mean(GRU))
+
+
+def test_ttest_needs_matched_seeds():
+    import pandas as pd
+
+    a = pd.Series([0.3, 0.4, 0.5], index=[0, 1, 2])
+    b = pd.Series([0.1, 0.3], index=[1, 7])
+    one = rs.paired_ttest(a, b)  # only seed 1 in common
+    assert one["n_pairs"] == 1 and math.isnan(one["t"]) and math.isnan(one["p"])
+    got = rs.paired_ttest(a, pd.Series([0.2, 0.3, 0.2], index=[2, 0, 1]))
+    assert got["n_pairs"] == 3  # aligned by seed, not position: diffs 0.0, 0.2, 0.3
+    d = np.array([0.0, 0.2, 0.3])
+    assert got["t"] == pytest.approx(d.mean() / (d.std(ddof=1) / math.sqrt(3)))
+
+
+def test_sampled_protocol_is_its_own_table(results):
+    df = rs.load_sagerec_results(results)
+    t = rs.table3(df, "beauty", "sampled100").set_index("model")
+    assert t.loc["sagerec", "ndcg@10"] == pytest.approx(0.2) and t.loc["sagerec", "seeds"] == 1
+    assert math.isnan(t.loc["sagerec", "ndcg@10 std"])
+    assert t.loc["sasrec", "status"] == rs.NOT_RUN and math.isnan(t.loc["sasrec", "ndcg@10"])
+    assert math.isnan(t.loc["sagerec", "p ndcg@10"])  # no baseline under this protocol
+    assert rs.mean_std_text(t.reset_index(), "ndcg@10").tolist() == ["0.2000", rs.NOT_RUN, rs.NOT_RUN]
+
+
+def test_plain_load_results_frame_reads_protocol_from_label(results):
+    t = rs.table3(load_results(results), "beauty", "sampled100").set_index("model")
+    assert t.loc["sagerec", "seeds"] == 1  # protocol parsed from "1+100 sampled ..."
+
+
+def test_table5_variants_and_order(results):
+    df = rs.load_sagerec_results(results)
+    t5 = rs.table5(df, "beauty").set_index("variant")
+    assert t5.loc["A full", "ndcg@20"] == pytest.approx(1.25 * 0.032)
+    assert t5.loc["B w/o edge learning", "ndcg@20"] == pytest.approx(1.25 * 0.026)
+    assert t5.loc["B w/o edge learning", "seeds"] == 2
+    assert t5.loc["C w/o graph", "status"] == rs.NOT_RUN
+    assert t5.loc["D random graph", "vs A ndcg@20"] == pytest.approx(0.020 / 0.032 - 1)
+    got = rs.table5_claims(t5.reset_index())
+    assert got["best"] == "A full" and got["worst"] == "D random graph"
+    assert got["a_best"] is None  # C is missing: no verdict yet
+
+
+def test_claims_compare_with_the_best_baseline_present(results):
+    df = rs.load_sagerec_results(results)
+    c = rs.claims(df)
+    row = c[(c["dataset"] == "beauty") & (c["protocol"] == "full") & (c["metric"] == "ndcg@10")].iloc[0]
+    assert row["our_vs"] == "sasrec" and row["paper_gain_pct"] == 3.2 and row["holds"] is True
+    assert row["our_gain_pct"] == pytest.approx(100 * (0.032 / 0.0302 - 1))
+    assert "CL4SRec" in row["note"]
+    ml = c[c["dataset"] == "ml-1m"]
+    assert len(ml) == 8 and (ml["status"] == rs.NOT_RUN).all() and ml["holds"].isna().all()
+    text = rs.claim_sentences(c)
+    assert "paper +3.2 %, ours +6.0 % vs SASRec" in text and rs.NOT_RUN in text
+
+
+def test_everything_handles_no_results(tmp_path):
+    df = rs.load_sagerec_results(tmp_path)
+    assert df.empty
+    t = rs.table3(df, "beauty", "full")
+    assert (t["status"] == rs.NOT_RUN).all() and t["ndcg@10"].isna().all()
+    assert (rs.table5(df, "toys")["status"] == rs.NOT_RUN).all()
+    assert (rs.claims(df)["status"] == rs.NOT_RUN).all()
+    cov = rs.plan_coverage(df, "beauty")
+    assert len(cov) == 35 and not cov["committed"].any()
+    assert rs.efficiency(df, "beauty").empty
+    rs.plot_table3(df, "beauty")
+    rs.plot_table5(df, "beauty")
+
+
+def test_coverage_and_efficiency(results):
+    df = rs.load_sagerec_results(results)
+    cov = rs.plan_coverage(df, "beauty").set_index("cell")
+    assert cov.loc["sagerec/full/seed4", "committed"] and not cov.loc["sasrec/sampled100/seed0", "committed"]
+    assert cov.loc["D random graph", "committed"] and not cov.loc["C w/o graph", "committed"]
+    assert "sagerec-table3**: 16 of 30 committed" in rs.missing_text(cov.reset_index())
+    eff = rs.efficiency(df, "beauty")
+    full = eff[eff["graph/n_edges"] == 300]
+    assert len(full) == 5 and full["s_per_epoch"].tolist() == [5.0] * 5
