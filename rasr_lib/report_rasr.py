@@ -289,10 +289,10 @@ def claim_sentences(claims: pd.DataFrame, source: str = "ours") -> str:
 
 def plan_cells(dataset: str, profile: str = "full") -> pd.DataFrame:
     """The cells of RaSR's plans (table1, fig3, fig4, fig5): plan, cell, model, loss, data, changed regen settings."""
-    from rasr_lib.experiments.plans import PLANS, plan_configs  # imported here: it loads the runners
+    from rasr_lib.experiments.plans import RASR_PLANS, plan_configs  # imported here: it loads the runners
 
     rows = []
-    for plan in PLANS:
+    for plan in RASR_PLANS:
         for label, cfg in plan_configs(plan, dataset, profile):
             regen = dataclasses.asdict(cfg.regen)
             changed = {k: v for k, v in regen.items() if k in REGEN_DEFAULTS and v != REGEN_DEFAULTS[k]}
