@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,3 +46,12 @@ def run_notebook(tmp_path_factory):
         return done[key]
 
     return _run
+
+
+def fake_embeddings(ds, **kwargs):
+    """Deterministic random unit vectors float32[n_items + 1, 16] instead of MiniLM (tested on its own)."""
+    rng = np.random.default_rng(7)
+    emb = rng.normal(size=(ds.n_items + 1, 16)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    emb[0] = 0
+    return emb

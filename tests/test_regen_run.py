@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import fake_embeddings
 from rasr_lib.config import config_hash, load_config
 from rasr_lib.data import leave_one_out, load_dataset
 from rasr_lib.experiments import regen_run
@@ -16,15 +17,6 @@ from rasr_lib.experiments.train_run import run_experiment, run_name
 
 ROOT = Path(__file__).resolve().parent.parent
 USERS = 150
-
-
-def fake_embeddings(ds, **kwargs):
-    """Deterministic unit vectors instead of MiniLM (the encoder has its own tests)."""
-    rng = np.random.default_rng(7)
-    emb = rng.normal(size=(ds.n_items + 1, 16)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    emb[0] = 0
-    return emb
 
 
 @pytest.fixture

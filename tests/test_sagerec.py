@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import fake_embeddings
 from rasr_lib.config import config_hash, load_config
 from rasr_lib.data import leave_one_out, load_dataset
 from rasr_lib.models import SASRec, build_model
@@ -289,15 +290,6 @@ def test_plateau_decay_and_embedding_l2(small_split, signal):
     result = fit(model, small_split, plain, cfg.eval, torch.device("cpu"), set_seed(0), progress=False)
     assert "lr" not in result.history[0]
     assert result.history[0]["loss"] == pytest.approx(2 * math.log(2) + penalty, rel=1e-2)
-
-
-def fake_embeddings(ds, **kwargs):
-    """Deterministic random unit vectors instead of MiniLM (the encoder has its own tests)."""
-    rng = np.random.default_rng(7)
-    emb = rng.normal(size=(ds.n_items + 1, 16)).astype(np.float32)
-    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    emb[0] = 0
-    return emb
 
 
 def test_run_experiment_sagerec(tmp_path, monkeypatch):
