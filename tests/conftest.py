@@ -55,3 +55,14 @@ def fake_embeddings(ds, **kwargs):
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     emb[0] = 0
     return emb
+
+
+@pytest.fixture
+def one_thread():
+    """Bitwise comparisons at one intra-op thread: with several, some CPU kernels may reduce in a different order."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -26,13 +26,7 @@ PAIRS = {(1, 2): 0.9, (1, 3): 0.8, (1, 4): 0.1, (2, 3): 0.7, (2, 4): 0.2, (3, 4)
          (4, 5): 0.6, (4, 6): 0.1, (5, 6): 0.2}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Exact comparisons at one intra-op thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def six_items() -> np.ndarray:

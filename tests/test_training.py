@@ -14,13 +14,7 @@ from rasr_lib.runtime import set_seed
 from rasr_lib.training import fit, iterate_train_batches
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Bitwise comparisons at one intra-op thread: with several, some CPU kernels may reduce in a different order."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
