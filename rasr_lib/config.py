@@ -99,6 +99,50 @@ class SageRecConfig:
     adj_norm: str = "renorm"  # renorm: D^-1/2 (w A) D^-1/2 after re-weighting | scale: w (D^-1/2 A D^-1/2)
 
 
+# ---- the backbone zoo (issue 5): one section per model, read only by that model and hashed only
+# for it (see MODEL_SECTIONS), so adding a field never renames another model's runs.
+
+
+@dataclass(frozen=True)
+class FMLPRecConfig:
+    """FMLP-Rec (Zhou et al., WWW 2022): filter-enhanced MLP; read only by model fmlprec."""
+
+
+@dataclass(frozen=True)
+class GCEGNNConfig:
+    """GCE-GNN (Wang et al., SIGIR 2020) and DR4SR's GNN backbone; read by gcegnn and dr4sr_gnn."""
+
+
+@dataclass(frozen=True)
+class CL4SRecConfig:
+    """CL4SRec (Xie et al., ICDE 2022): SASRec + contrastive views; read only by model cl4srec."""
+
+
+@dataclass(frozen=True)
+class BERT4RecConfig:
+    """BERT4Rec (Sun et al., CIKM 2019): masked-item objective; read only by model bert4rec."""
+
+
+@dataclass(frozen=True)
+class CaserConfig:
+    """Caser (Tang & Wang, WSDM 2018): convolutional sequence embedding; read only by model caser."""
+
+
+@dataclass(frozen=True)
+class S3RecConfig:
+    """S3-Rec (Zhou et al., CIKM 2020): self-supervised pre-training; read only by model s3rec."""
+
+
+@dataclass(frozen=True)
+class DSSRecConfig:
+    """DSSRec (Ma et al., NeurIPS 2020): disentangled seq2seq self-supervision; read only by dssrec."""
+
+
+@dataclass(frozen=True)
+class SINEConfig:
+    """SINE (Tan et al., WSDM 2021): sparse-interest network; read only by model sine."""
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """Everything one run needs; its hash names the run folder."""
@@ -109,6 +153,14 @@ class ExperimentConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     regen: RegenConfig = field(default_factory=RegenConfig)
     sagerec: SageRecConfig = field(default_factory=SageRecConfig)
+    fmlprec: FMLPRecConfig = field(default_factory=FMLPRecConfig)
+    gcegnn: GCEGNNConfig = field(default_factory=GCEGNNConfig)
+    cl4srec: CL4SRecConfig = field(default_factory=CL4SRecConfig)
+    bert4rec: BERT4RecConfig = field(default_factory=BERT4RecConfig)
+    caser: CaserConfig = field(default_factory=CaserConfig)
+    s3rec: S3RecConfig = field(default_factory=S3RecConfig)
+    dssrec: DSSRecConfig = field(default_factory=DSSRecConfig)
+    sine: SINEConfig = field(default_factory=SINEConfig)
     seed: int = 0  # the one seed that controls every random draw
     device: str = "auto"  # auto (CUDA when present) | cpu | cuda
     profile: str = "full"  # name of the profile that produced this config
@@ -140,6 +192,19 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "train.emb_l2": 1e-5, "train.lr_decay_patience": 5, "train.lr_decay_factor": 0.1,
         "train.lr_decay_on": "loss",
     },
+}
+
+# Model-specific config sections: a section enters the config hash only for the models listed.
+MODEL_SECTIONS: dict[str, tuple[str, ...]] = {
+    "sagerec": ("sagerec",),
+    "fmlprec": ("fmlprec",),
+    "gcegnn": ("gcegnn", "dr4sr_gnn"),
+    "cl4srec": ("cl4srec",),
+    "bert4rec": ("bert4rec",),
+    "caser": ("caser",),
+    "s3rec": ("s3rec",),
+    "dssrec": ("dssrec",),
+    "sine": ("sine",),
 }
 
 REGEN_METHODS = ("none", "rasr", "dr4sr")
@@ -243,8 +308,9 @@ def config_hash(cfg: ExperimentConfig, length: int = 10) -> str:
     payload.pop("device", None)
     if cfg.regen.method == "none":
         payload.pop("regen")  # runs on the original data keep the hash they had before regen existed
-    if cfg.model.name != "sagerec":
-        payload.pop("sagerec")  # likewise: only SAGERec runs are named by its graph settings
+    for section, models in MODEL_SECTIONS.items():
+        if cfg.model.name not in models:
+            payload.pop(section)  # likewise: only a section's own models are named by it
     for section, names in HASH_IF_CHANGED.items():
         defaults = type(getattr(cfg, section))()
         for name in names:

@@ -294,7 +294,11 @@ def evaluate(
                 seq = torch.from_numpy(np.ascontiguousarray(inputs[lo:hi, :width], dtype=np.int64)).to(device)
                 seq_len = torch.from_numpy(np.asarray(lengths[lo:hi], dtype=np.int64)).to(device)
                 target = torch.from_numpy(np.asarray(targets[lo:hi], dtype=np.int64)).to(device)
-                scores = model.full_sort_predict(seq, seq_len)
+                if getattr(model, "needs_user", False):  # user-embedding models (BPR-MF)
+                    user = torch.from_numpy(order[lo:hi].astype(np.int64)).to(device)
+                    scores = model.full_sort_predict(seq, seq_len, user=user)
+                else:
+                    scores = model.full_sort_predict(seq, seq_len)
                 if tuple(scores.shape) != (hi - lo, n_cols):
                     raise ValueError(
                         f"full_sort_predict returned shape {tuple(scores.shape)}, "

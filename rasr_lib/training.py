@@ -45,13 +45,14 @@ def iterate_train_batches(
     """Yield shuffled training batches of right-padded rows, trimmed to the longest row in the batch.
 
     Each batch is a dict with ``item_seq``/``target``/``negative`` LongTensor[B, L'] and
-    ``seq_len`` LongTensor[B]; negatives are uniform over ``1..n_items`` (DR4SR: unfiltered).
+    ``seq_len``/``user`` LongTensor[B] (``user`` = -1 on synthetic rows); negatives are uniform over ``1..n_items`` (DR4SR: unfiltered).
     ``exclude_history`` redraws negatives that occur in the row's own inputs or targets
     (SAGERec §4.5, pmixer's SASRec: items the user has not interacted with).
     """
     inputs = torch.from_numpy(split.train_input)
     targets = torch.from_numpy(split.train_target)
     lengths = torch.from_numpy(split.train_len)
+    users = torch.from_numpy(split.train_user)
     keep = torch.nonzero(lengths > 0).squeeze(1)  # rows with at least one training target
     order = keep[torch.randperm(len(keep), generator=generator)]
     # Length bucketing: sort rows by length inside pools of `BUCKET_POOL` batches, so each batch
@@ -68,6 +69,7 @@ def iterate_train_batches(
             "item_seq": inputs[rows, :width],
             "target": targets[rows, :width],
             "seq_len": seq_len,
+            "user": users[rows],
         }
         if need_negatives:
             batch["negative"] = torch.randint(

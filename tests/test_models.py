@@ -97,3 +97,26 @@ def test_loss_falls_and_ranking_beats_chance(beauty_slice, name, loss, times_cha
     losses = [h["loss"] for h in result.history]
     assert losses == sorted(losses, reverse=True)
     assert result.best_valid["ndcg@10"] > times_chance * chance_ndcg10(beauty_slice.n_items)
+
+
+def test_popularity_scores_training_counts(beauty_slice):
+    from rasr_lib.models.pop import Popularity
+
+    pop = Popularity.from_split(beauty_slice)
+    seq = torch.from_numpy(beauty_slice.valid_input[:4])
+    scores = pop.full_sort_predict(seq, torch.from_numpy(beauty_slice.valid_len[:4]))
+    assert scores.shape == (4, beauty_slice.n_items + 1)
+    assert scores[0, 0] == 0
+    # every training interaction is counted once: the first item of each row plus all targets
+    assert float(pop.counts.sum()) == float((beauty_slice.train_target > 0).sum() + (beauty_slice.train_len > 0).sum())
+
+
+def test_training_batches_carry_the_owning_user(beauty_slice):
+    from rasr_lib.training import iterate_train_batches
+
+    batch = next(iterate_train_batches(beauty_slice, 32, torch.Generator().manual_seed(0), False,
+                                       torch.device("cpu")))
+    users = batch["user"]
+    assert users.shape == (batch["item_seq"].size(0),)
+    expected = torch.from_numpy(beauty_slice.train_input[users.numpy(), : batch["item_seq"].size(1)])
+    assert torch.equal(batch["item_seq"], expected)

@@ -102,7 +102,10 @@ def run_experiment(
             from rasr_lib.sagerec.graph import graph_for
 
             graph = graph_for(cfg, dataset, progress=progress)
-        model = build_model(cfg, dataset.n_items, graph=graph)
+        model = build_model(cfg, dataset.n_items, graph=graph, split=split)
+        prepared = None
+        if not checkpoint.exists():  # a resumed run restores the prepared weights from its checkpoint
+            prepared = model.prepare(split, cfg, device, generator, progress=progress)
         trained = fit(model, split, cfg.train, cfg.eval, device, generator, checkpoint, progress,
                       stop_now=stop_now)
         test = evaluate(model, split, "test", cfg.eval, device=device)
@@ -130,6 +133,8 @@ def run_experiment(
             "metrics": {"valid": trained.best_valid, "test": {k: v for k, v in test.items() if "@" in k}},
             "history": trained.history,
         }
+        if prepared is not None:
+            result["prepare"] = prepared  # e.g. S3-Rec's pre-training losses and seconds
         if graph is not None:
             result["graph"] = graph.stats()  # SAGERec: nodes, edges, isolated items, mean degree
         _write_json(result, result_path)

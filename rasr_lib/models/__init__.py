@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 from rasr_lib.config import ExperimentConfig
 from rasr_lib.models.base import SequentialRecommender
 from rasr_lib.models.gru4rec import GRU4Rec
@@ -10,14 +12,33 @@ from rasr_lib.sagerec.model import SAGERec
 
 MODELS = {"sasrec": SASRec, "gru4rec": GRU4Rec, "sagerec": SAGERec}
 
+# The backbone zoo (issue 5): model name -> module with ``build(cfg, n_items, split)``. Imported
+# only when asked for, so one model's extra imports never slow the others.
+ZOO: dict[str, str] = {
+    "fmlprec": "rasr_lib.models.fmlprec",
+    "gcegnn": "rasr_lib.models.gcegnn",
+    "dr4sr_gnn": "rasr_lib.models.dr4sr_gnn",
+    "cl4srec": "rasr_lib.models.cl4srec",
+    "bert4rec": "rasr_lib.models.bert4rec",
+    "caser": "rasr_lib.models.caser",
+    "bpr": "rasr_lib.models.bpr",
+    "s3rec": "rasr_lib.models.s3rec",
+    "dssrec": "rasr_lib.models.dssrec",
+    "sine": "rasr_lib.models.sine",
+}
 
-def build_model(cfg: ExperimentConfig, n_items: int, graph=None) -> SequentialRecommender:
+
+def build_model(cfg: ExperimentConfig, n_items: int, graph=None, split=None) -> SequentialRecommender:
     """Instantiate the backbone named by ``cfg.model.name`` for a catalogue of ``n_items``.
 
     ``graph`` (a :class:`rasr_lib.sagerec.graph.ItemGraph`) is SAGERec's item graph, built by
-    :func:`rasr_lib.sagerec.graph.graph_for`; other models ignore it.
+    :func:`rasr_lib.sagerec.graph.graph_for`; other models ignore it. ``split`` (the training
+    :class:`~rasr_lib.data.split.SplitData`) is passed to zoo models that build structures from
+    the training data (GCE-GNN's global graph, BPR-MF's user table, S3-Rec's attributes).
     """
     m, loss = cfg.model, cfg.train.loss
+    if m.name in ZOO:
+        return importlib.import_module(ZOO[m.name]).build(cfg, n_items, split)
     if m.name == "sasrec":
         return SASRec(
             n_items, max_len=cfg.data.max_len, hidden_dim=m.hidden_dim, num_layers=m.num_layers,
@@ -45,4 +66,4 @@ def build_model(cfg: ExperimentConfig, n_items: int, graph=None) -> SequentialRe
     raise ValueError(f"unknown model {m.name!r}; choose from {sorted(MODELS)}")
 
 
-__all__ = ["MODELS", "GRU4Rec", "SAGERec", "SASRec", "SequentialRecommender", "build_model"]
+__all__ = ["MODELS", "ZOO", "GRU4Rec", "SAGERec", "SASRec", "SequentialRecommender", "build_model"]

@@ -12,7 +12,14 @@ class SequentialRecommender(nn.Module):
 
     Subclasses implement :meth:`forward`. Items are ``1..n_items``; ``0`` is padding. Scores are
     inner products between the sequence representation and the item embedding table.
+
+    Models with another objective (masked items, contrastive views, BPR pairs) override
+    :meth:`calculate_loss`; models that need a stage before training (S3-Rec's pre-training)
+    override :meth:`prepare`. ``needs_user = True`` makes the loop and the evaluator pass user
+    rows (``batch["user"]``, ``full_sort_predict(..., user=...)``) for user-embedding models.
     """
+
+    needs_user: bool = False  # True: full_sort_predict takes user=LongTensor[B] (BPR-MF)
 
     def __init__(self, n_items: int, hidden_dim: int, loss: str = "bce"):
         super().__init__()
@@ -22,6 +29,11 @@ class SequentialRecommender(nn.Module):
         self.hidden_dim = hidden_dim
         self.loss = loss
         self.item_embedding = nn.Embedding(n_items + 1, hidden_dim, padding_idx=0)
+
+    def prepare(self, split, cfg, device: torch.device, generator: torch.Generator,
+                progress: bool = True) -> dict | None:
+        """Optional stage run once before training (e.g. S3-Rec pre-training); returns a summary or None."""
+        return None
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:
         """Encode ``item_seq`` (LongTensor[B, L], right-padded) into states FloatTensor[B, L, D]."""
@@ -44,8 +56,9 @@ class SequentialRecommender(nn.Module):
     def calculate_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-position next-item loss (RaSR Eq. 1) over every non-padding target in the batch.
 
-        ``batch`` holds ``item_seq``/``target`` (LongTensor[B, L]), ``seq_len`` (LongTensor[B]) and,
-        for BCE, ``negative`` (LongTensor[B, L]: one sampled negative per position).
+        ``batch`` holds ``item_seq``/``target`` (LongTensor[B, L]), ``seq_len`` and ``user``
+        (LongTensor[B]; ``user`` is -1 for synthetic rows) and, for BCE, ``negative``
+        (LongTensor[B, L]: one sampled negative per position).
         """
         states = self.forward(batch["item_seq"], batch["seq_len"])
         target = batch["target"]
