@@ -30,6 +30,7 @@ class ModelConfig:
     dropout: float = 0.5  # dropout on embeddings and inside blocks
     activation: str = "gelu"  # feed-forward activation: gelu | relu
     layer_norm: str = "post"  # post (DR4SR code, torch default) | pre (SAGERec paper, pmixer)
+    semantic_graph: bool = False  # propagate the item table over SAGERec's semantic graph (§5.6; cfg.sagerec)
 
 
 @dataclass(frozen=True)
@@ -112,30 +113,75 @@ class FMLPRecConfig:
 class GCEGNNConfig:
     """GCE-GNN (Wang et al., SIGIR 2020) and DR4SR's GNN backbone; read by gcegnn and dr4sr_gnn."""
 
+    gcegnn_window: int = 2  # gcegnn: epsilon, items <= this many positions apart are global neighbours (§3.2)
+    gcegnn_neighbors: int = 12  # gcegnn: top-frequency global neighbours kept per item (§5: 12)
+    gcegnn_dropout_global: float = 0.5  # gcegnn: dropout on the global-level item representation (code default)
+    gcegnn_dropout_local: float = 0.0  # gcegnn: dropout on the session-level item representation (code: 0)
+    gcegnn_dropout_gcn: float = 0.0  # gcegnn: dropout inside the global aggregator (code: 0 Nowplaying)
+    gcegnn_alpha: float = 0.2  # gcegnn: LeakyReLU slope of the session-graph attention (§4.2)
+    gcegnn_chunk: int = 8192  # gcegnn: prefix positions per checkpointed chunk (memory bound only)
+    gnn_layers: int = 2  # dr4sr_gnn: propagation layers, mean over layers 0..n (DR4SR gnn.yaml gnn_layer)
+    gnn_window: int = 2  # dr4sr_gnn: transition pairs at distance 1..window, weight 1/distance (DR4SR)
+    gnn_norm: str = "dr4sr"  # dr4sr_gnn: dr4sr = D^-1 A + A D^-1 (DR4SR code) | sym = D^-1/2 A D^-1/2
+
 
 @dataclass(frozen=True)
 class CL4SRecConfig:
     """CL4SRec (Xie et al., ICDE 2022): SASRec + contrastive views; read only by model cl4srec."""
+
+    cl_weight: float = 0.1  # lambda, weight of the InfoNCE term added to the next-item loss (paper's multi-task loss; DR4SR cl4srec.yaml)
+    temperature: float = 1.0  # tau of the InfoNCE softmax over inner products (DR4SR cl4srec.yaml: 1.0)
+    crop_eta: float = 0.2  # item crop keeps max(1, floor(eta * n)) continuous items (DR4SR Item_Crop, Beauty: 0.2)
+    mask_gamma: float = 0.7  # item mask replaces floor(gamma * n) items by [mask] (DR4SR Item_Mask, Beauty: 0.7)
+    reorder_beta: float = 0.2  # item reorder shuffles floor(beta * n) continuous items (DR4SR Item_Reorder, Beauty: 0.2)
+    pooling: str = "last"  # view representation: last (last real state, the paper) | mean (DR4SR's code)
 
 
 @dataclass(frozen=True)
 class BERT4RecConfig:
     """BERT4Rec (Sun et al., CIKM 2019): masked-item objective; read only by model bert4rec."""
 
+    mask_ratio: float = 0.6  # rho: round(rho * n) >= 1 items of each training row are masked (§3.6; run_beauty.sh: 0.6)
+    mask_last_prob: float = 0.1  # share of rows masking only their last item (authors' mask_last: 1 per 10 copies)
+    attn_dropout: float = 0.2  # dropout on attention weights (bert_config_beauty_64.json; hidden dropout = model.dropout)
+
 
 @dataclass(frozen=True)
 class CaserConfig:
     """Caser (Tang & Wang, WSDM 2018): convolutional sequence embedding; read only by model caser."""
+
+    L: int = 5  # window: the last L items form the L x d embedding "image" (§3.1; d = model.hidden_dim)
+    n_v: int = 4  # vertical (L x 1) filters, point-level patterns (§3.2)
+    n_h: int = 16  # horizontal filters of each height 1..L, union-level patterns (§3.2)
+    ac_conv: str = "relu"  # phi_c, activation of the horizontal convolutions: relu | identity | tanh | sigmoid
+    ac_fc: str = "identity"  # phi_a, activation of the fully-connected layer (paper: identity; authors' code: relu)
+    neg_samples: int = 3  # BCE negatives per target (§3.4 / authors' code: 3): the loop's one + extra uniform draws
 
 
 @dataclass(frozen=True)
 class S3RecConfig:
     """S3-Rec (Zhou et al., CIKM 2020): self-supervised pre-training; read only by model s3rec."""
 
+    mask_prob: float = 0.2  # share of items masked for MIP/MAP; the last item is always masked (§4.2, code)
+    aap_weight: float = 0.2  # weight of associated attribute prediction (§5.1.3, authors' scripts)
+    mip_weight: float = 1.0  # weight of masked item prediction (§5.1.3)
+    map_weight: float = 1.0  # weight of masked attribute prediction (§5.1.3)
+    sp_weight: float = 0.5  # weight of segment prediction (§5.1.3)
+    pretrain_epochs: int = 10  # pre-training epochs before fine-tuning (paper 100; 10 for CPU time)
+    quick_pretrain_epochs: int = 1  # used instead of pretrain_epochs when profile == "quick"
+    pretrain_batch_size: int = 256  # pre-training sequences per step (authors' code: 100)
+    pretrain_lr: float = 1e-3  # Adam learning rate of pre-training (§5.1.3)
+    pretrain_prefixes: str = "all"  # all: every prefix of every training sequence (code) | sample: 1 per sequence per epoch
+
 
 @dataclass(frozen=True)
 class DSSRecConfig:
-    """DSSRec (Ma et al., NeurIPS 2020): disentangled seq2seq self-supervision; read only by dssrec."""
+    """DSSRec (Ma et al., KDD 2020): disentangled seq2seq self-supervision; read only by dssrec."""
+
+    num_intents: int = 4  # K intention prototypes (§3.2; reproduction default 4)
+    ss_weight: float = 1.0  # weight of the seq2seq latent loss added to the next-item loss (reproduction s2s_weight)
+    select: str = "quantile"  # quantile: keep the lambda share of lowest-loss (sequence, intention) pairs | best: 1 per sequence
+    keep_share: float = 0.5  # lambda of the quantile selection (reproduction default 0.5)
 
 
 @dataclass(frozen=True)
@@ -192,6 +238,40 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
         "train.emb_l2": 1e-5, "train.lr_decay_patience": 5, "train.lr_decay_factor": 0.1,
         "train.lr_decay_on": "loss",
     },
+    # FMLP-Rec (authors' code, DR4SR fmlp.py): d = 64, 2 filter blocks, FFN 4d, GELU, dropout 0.5.
+    # Rows are expanded into prefixes: 64 rows ~ 370 prefixes per step on Beauty (authors: 256).
+    "fmlprec": {
+        "model.hidden_dim": 64, "model.num_layers": 2, "model.inner_dim": 256, "model.dropout": 0.5,
+        "model.activation": "gelu", "train.batch_size": 64,
+    },
+    # Caser (WSDM 2018 §4, authors' code): d = 50, dropout 0.5, Adam L2 1e-6 (sizes in cfg.caser).
+    "caser": {"model.hidden_dim": 50, "model.dropout": 0.5, "train.weight_decay": 1e-6},
+    # CL4SRec (DR4SR cl4srec.yaml): SASRec's encoder (FFN 128, dropout 0.5) + views (cfg.cl4srec).
+    "cl4srec": {"model.inner_dim": 128, "model.dropout": 0.5},
+    # BERT4Rec (authors' Beauty config): d = 64, 2 layers, 2 heads, FFN 256, hidden dropout 0.5,
+    # GELU; cloze softmax loss. lr 1e-3 (authors 1e-4 over 400k steps, beyond our epoch budget).
+    "bert4rec": {
+        "model.hidden_dim": 64, "model.num_layers": 2, "model.num_heads": 2, "model.inner_dim": 256,
+        "model.dropout": 0.5, "model.activation": "gelu", "train.loss": "ce",
+    },
+    # S3-Rec (authors' scripts): d = 64, 2 layers, 2 heads, FFN 4d, GELU, dropout 0.5; fine-tuning with
+    # BCE and a negative outside the row's items. Pre-training settings in cfg.s3rec.
+    "s3rec": {
+        "model.hidden_dim": 64, "model.num_layers": 2, "model.num_heads": 2, "model.inner_dim": 256,
+        "model.dropout": 0.5, "model.activation": "gelu", "train.loss": "bce",
+        "train.neg_exclude_history": True,
+    },
+    # DSSRec (S3-Rec-style encoder of the public reproduction): d = 64, 2 layers, FFN 4d, dropout
+    # 0.5; softmax next-item loss (the paper's seq2item is a softmax) + seq2seq term (cfg.dssrec).
+    "dssrec": {
+        "model.hidden_dim": 64, "model.num_layers": 2, "model.num_heads": 2, "model.inner_dim": 256,
+        "model.dropout": 0.5, "model.activation": "gelu", "train.loss": "ce",
+    },
+    # GCE-GNN code defaults: CE over all items, Adam lr 1e-3, L2 1e-5 (dropouts in cfg.gcegnn);
+    # d = 64 as every RaSR backbone (the paper's d = 100: --set model.hidden_dim=100).
+    "gcegnn": {"model.hidden_dim": 64, "train.loss": "ce", "train.weight_decay": 1e-5},
+    # DR4SR configs/gnn.yaml: its SASRec (2 layers, 2 heads, FFN 128, dropout 0.5, GELU), BCE.
+    "dr4sr_gnn": {"model.inner_dim": 128, "model.dropout": 0.5},
 }
 
 # Model-specific config sections: a section enters the config hash only for the models listed.
@@ -214,6 +294,7 @@ SAGEREC_NORMS = ("renorm", "scale")
 # Keys added after results were published: left out of the hash while at their default, so
 # every earlier run keeps its hash (and run folder).
 HASH_IF_CHANGED: dict[str, tuple[str, ...]] = {
+    "model": ("semantic_graph",),
     "train": ("neg_exclude_history", "emb_l2", "lr_decay_patience", "lr_decay_factor", "lr_decay_on"),
 }
 
@@ -309,6 +390,8 @@ def config_hash(cfg: ExperimentConfig, length: int = 10) -> str:
     if cfg.regen.method == "none":
         payload.pop("regen")  # runs on the original data keep the hash they had before regen existed
     for section, models in MODEL_SECTIONS.items():
+        if section == "sagerec" and cfg.model.semantic_graph:
+            continue  # a backbone + SAGERec's graph module is named by the graph's settings too
         if cfg.model.name not in models:
             payload.pop(section)  # likewise: only a section's own models are named by it
     for section, names in HASH_IF_CHANGED.items():

@@ -111,7 +111,8 @@ def load_sagerec_results(results_dir: str | Path | None = None) -> pd.DataFrame:
                "n_parameters": data.get("n_parameters"), "train_seconds": data.get("train_seconds"),
                "epochs_run": data.get("epochs_run"),
                "graph/n_edges": (data.get("graph") or {}).get("n_edges"),
-               "graph/n_nodes": (data.get("graph") or {}).get("n_nodes")}
+               "graph/n_nodes": (data.get("graph") or {}).get("n_nodes"),
+               "semantic_graph": bool((config.get("model") or {}).get("semantic_graph", False))}
         row.update({f"sagerec/{k}": v for k, v in (config.get("sagerec") or {}).items()})
         extra.append(row)
     if not extra:
@@ -131,6 +132,9 @@ def _prepare(df: pd.DataFrame) -> pd.DataFrame:
         df["eval_protocol"] = df["eval_protocol"].where(df["eval_protocol"].notna(), from_label)
     if "data" not in df:
         df["data"] = "original"
+    if "semantic_graph" not in df:
+        df["semantic_graph"] = False
+    df["semantic_graph"] = df["semantic_graph"].fillna(False).astype(bool)
     return df
 
 
@@ -157,17 +161,22 @@ def _sagerec_matches(runs: pd.DataFrame, settings: Mapping[str, Any]) -> pd.Seri
 
 def select(
     df: pd.DataFrame, dataset: str, model: str, protocol: str = "full", loss: str = "bce",
-    sagerec: Mapping[str, Any] | None = None, profile: str = "full",
+    sagerec: Mapping[str, Any] | None = None, profile: str = "full", graph: bool = False,
 ) -> pd.DataFrame:
-    """Training runs of one cell: original data, ``model``, ``loss``, ``protocol``; SAGERec at ``sagerec`` settings."""
+    """Training runs of one cell: original data, ``model``, ``loss``, ``protocol``; SAGERec at ``sagerec`` settings.
+
+    ``graph`` selects the backbone with SAGERec's graph module (§5.6) instead of the plain one.
+    """
     if df.empty or "kind" not in df:
         return df.iloc[0:0]
     df = _prepare(df)
     mask = ((df["kind"] == "experiment") & (df["dataset"] == dataset) & (df["profile"] == profile)
             & (df["model"] == model) & (df["loss"] == loss) & (df["eval_protocol"] == protocol)
             & (df["data"].fillna("original") == "original"))
+    if model != "sagerec":
+        mask &= df["semantic_graph"] == graph
     runs = df[mask]
-    if model == "sagerec":
+    if model == "sagerec" or graph:
         runs = runs[_sagerec_matches(runs, sagerec or {})]
     return runs
 
@@ -348,11 +357,11 @@ def plan_coverage(df: pd.DataFrame, dataset: str) -> pd.DataFrame:
     from rasr_lib.experiments.plans import plan_configs
 
     rows = []
-    for plan in ("sagerec-table3", "sagerec-table5"):
+    for plan in ("sagerec-table3", "sagerec-table5", "sagerec-encoder"):
         for label, cfg in plan_configs(plan, dataset, "full"):
             runs = select(df, dataset, cfg.model.name, cfg.eval.protocol, cfg.train.loss,
                           sagerec={k: v for k, v in dataclasses.asdict(cfg.sagerec).items()
-                                   if v != SAGEREC_DEFAULTS[k]})
+                                   if v != SAGEREC_DEFAULTS[k]}, graph=cfg.model.semantic_graph)
             runs = runs[runs["seed"] == cfg.seed] if len(runs) else runs
             rows.append({"plan": plan, "cell": label, "committed": bool(len(runs))})
     return pd.DataFrame(rows)
@@ -366,6 +375,40 @@ def missing_text(cov: pd.DataFrame) -> str:
         lines.append(f"- **{plan}**: {len(g) - len(todo)} of {len(g)} committed"
                      + (f"; {NOT_RUN}: {', '.join(todo)}" if todo else ""))
     return "\n".join(lines)
+
+
+def encoder_table(df: pd.DataFrame, dataset: str, protocol: str = "full") -> pd.DataFrame:
+    """§5.6: each backbone without and with the semantic graph module, mean over seeds, and the gain in %."""
+    from rasr_lib.experiments.plans import plan_configs
+
+    rows = []
+    for label, cfg in plan_configs("sagerec-encoder", dataset, "full"):
+        if cfg.model.semantic_graph:
+            continue
+        pair = {}
+        for graph in (False, True):
+            runs = select(df, dataset, cfg.model.name, protocol, cfg.train.loss, graph=graph)
+            pair[graph] = {m: per_seed(runs, m).mean() for m in METRICS} if len(runs) else None
+        row = {"model": cfg.model.name, "loss": cfg.train.loss,
+               "n_runs": sum(len(select(df, dataset, cfg.model.name, protocol, cfg.train.loss, graph=g))
+                             for g in (False, True))}
+        for m in METRICS:
+            before = pair[False][m] if pair[False] is not None else np.nan
+            after = pair[True][m] if pair[True] is not None else np.nan
+            row[m] = before
+            row[f"{m} +graph"] = after
+            row[f"{m} gain %"] = 100 * (after / before - 1) if before and not np.isnan(before) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def encoder_text(enc: pd.DataFrame, dataset: str) -> str:
+    """One sentence: the measured N@10 change each backbone gets from the graph module (§5.6)."""
+    done = enc.dropna(subset=["ndcg@10 gain %"]) if len(enc) else enc
+    if done.empty:
+        return f"No before/after pair is committed for {dataset}: §5.6 is {NOT_RUN}."
+    parts = [f"{MODEL_LABELS.get(m, m)} {g:+.1f} %" for m, g in zip(done["model"], done["ndcg@10 gain %"])]
+    return f"Measured N@10 change with the semantic graph module on {dataset}: " + ", ".join(parts) + "."
 
 
 # ----------------------------------------------------------------------------- Table 6

@@ -85,12 +85,18 @@ def test_ml1m_sagerec_cells_use_the_papers_max_len():
     assert {c.data.max_len for _, c in beauty} == {50}
 
 
-def test_rasr_plans_unchanged_and_encoder_plan_is_a_clear_error():
+def test_rasr_plans_unchanged_and_encoder_plan_pairs_each_backbone_with_its_graph_version():
     assert PLANS[:4] == RASR_PLANS == ("table1", "fig3", "fig4", "fig5")
-    assert {"sagerec-table3", "sagerec-table5"} <= set(PLANS)
+    assert {"sagerec-table3", "sagerec-table5", "sagerec-encoder"} <= set(PLANS)
     assert len(plan_configs("table1", profile="full")) == 12
-    with pytest.raises(ValueError, match="GRU4Rec"):
-        plan_configs("sagerec-encoder")
+    cells = dict(plan_configs("sagerec-encoder"))
+    assert {"gru4rec", "gru4rec+graph"} <= set(cells)
+    assert len(cells) % 2 == 0
+    for label, c in cells.items():
+        assert c.model.semantic_graph == label.endswith("+graph")
+        assert c.model.name == label.removesuffix("+graph")
+    assert run_name(cells["gru4rec+graph"]).endswith("-graph")
+    assert config_hash(cells["gru4rec"]) != config_hash(cells["gru4rec+graph"])
 
 
 def test_cli_plan_choices_come_from_plans(capsys):
@@ -103,4 +109,4 @@ def test_cli_plan_choices_come_from_plans(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 and lines[0].startswith("A full")
     with pytest.raises(SystemExit):
-        main(["plan", "sagerec-encoder", "--list"])
+        main(["plan", "no-such-plan", "--list"])

@@ -23,12 +23,14 @@ GRU = [0.010, 0.011, 0.012, 0.011, 0.010]
 
 
 def _write_run(root, *, model="sagerec", seed=0, protocol="full", ndcg10=0.03, dataset="beauty",
-               profile="full", loss="bce", n_edges=None, name=None, **sagerec):
+               profile="full", loss="bce", n_edges=None, name=None, graph_module=False, **sagerec):
     """One results JSON in run_experiment's layout (R@10 = 2 N@10, N@20 = 1.25 N@10, R@20 = 3 N@10)."""
     test = {"recall@10": 2 * ndcg10, "ndcg@10": ndcg10, "recall@20": 3 * ndcg10, "ndcg@20": 1.25 * ndcg10}
     config = {"data": {"dataset": dataset, "max_len": 50, "max_users": 0}, "model": {"name": model},
               "train": {"loss": loss}, "eval": {"protocol": protocol}, "seed": seed, "profile": profile}
-    if model == "sagerec":
+    if graph_module:  # SAGERec §5.6: the backbone with the semantic graph module
+        config["model"]["semantic_graph"] = True
+    if model == "sagerec" or graph_module:
         config["sagerec"] = {**dataclasses.asdict(SageRecConfig()), **sagerec}
     run = {"dataset": dataset, "model": model, "loss": loss, "profile": profile, "seed": seed,
            "protocol": PROTOCOL_LABELS[protocol], "device": "cpu", "wall_time_s": 10.0,
@@ -38,7 +40,8 @@ def _write_run(root, *, model="sagerec", seed=0, protocol="full", ndcg10=0.03, d
         run["graph"] = {"n_nodes": 100, "n_edges": n_edges}
     folder = root / dataset
     folder.mkdir(parents=True, exist_ok=True)
-    stem = name or f"{model}-{loss}-{profile}-{protocol}-seed{seed}-{abs(hash(json.dumps(sagerec))) % 10**6}"
+    stem = name or (f"{model}-{loss}-{profile}-{protocol}-seed{seed}{'-graph' if graph_module else ''}"
+                    f"-{abs(hash(json.dumps(sagerec))) % 10**6}")
     (folder / f"{stem}.json").write_text(json.dumps(run))
 
 
@@ -58,6 +61,7 @@ def results(tmp_path):
     _write_run(root, seed=0, ndcg10=0.025, edge_learning=False)
     _write_run(root, seed=1, ndcg10=0.027, edge_learning=False)
     _write_run(root, seed=0, ndcg10=0.028, position=False)
+    _write_run(root, model="gru4rec", seed=0, ndcg10=0.013, graph_module=True)  # §5.6, not Table 3
     return root
 
 
@@ -146,7 +150,10 @@ def test_everything_handles_no_results(tmp_path):
     assert (rs.table5(df, "toys")["status"] == rs.NOT_RUN).all()
     assert (rs.claims(df)["status"] == rs.NOT_RUN).all()
     cov = rs.plan_coverage(df, "beauty")
-    assert len(cov) == 35 and not cov["committed"].any()
+    from rasr_lib.experiments.plans import plan_configs
+
+    assert len(cov) == 35 + len(plan_configs("sagerec-encoder")) and not cov["committed"].any()
+    assert rs.encoder_table(df, "beauty")["ndcg@10"].isna().all()
     assert rs.efficiency(df, "beauty").empty
     rs.plot_table3(df, "beauty")
     rs.plot_table5(df, "beauty")
@@ -161,3 +168,19 @@ def test_coverage_and_efficiency(results):
     eff = rs.efficiency(df, "beauty")
     full = eff[eff["graph/n_edges"] == 300]
     assert len(full) == 5 and full["s_per_epoch"].tolist() == [5.0] * 5
+
+
+def test_encoder_table_pairs_backbone_with_its_graph_version(results):
+    df = rs.load_sagerec_results(results)
+    t3 = rs.table3(df, "beauty", "full").set_index("model")
+    assert t3.loc["gru4rec", "ndcg@10"] == pytest.approx(np.mean(GRU))  # the +graph run stays out
+    enc = rs.encoder_table(df, "beauty").set_index("model")
+    assert enc.loc["gru4rec", "ndcg@10"] == pytest.approx(np.mean(GRU))
+    assert enc.loc["gru4rec", "ndcg@10 +graph"] == pytest.approx(0.013)
+    assert enc.loc["gru4rec", "ndcg@10 gain %"] == pytest.approx(100 * (0.013 / np.mean(GRU) - 1))
+    assert enc.loc["gru4rec", "n_runs"] == 6
+    gain = 100 * (0.013 / np.mean(GRU) - 1)
+    assert f"GRU4Rec {gain:+.1f} %" in rs.encoder_text(enc.reset_index(), "beauty")
+    assert rs.NOT_RUN in rs.encoder_text(enc.reset_index().iloc[0:0], "beauty")
+    cov = rs.plan_coverage(df, "beauty").set_index("cell")
+    assert cov.loc["gru4rec+graph", "committed"] and cov.loc["gru4rec", "committed"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from rasr_lib.config import DATASET_ALIASES, ExperimentConfig, load_config
+from rasr_lib.config import DATASET_ALIASES, MODEL_DEFAULTS, ExperimentConfig, load_config
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,9 @@ SAGEREC_ABLATIONS = {  # SAGERec Table 5: each variant changes one switch of Sag
     "E w/o position": {"sagerec.position": False},
 }
 SAGEREC_ML1M_MAX_LEN = 165  # §5.3: SAGERec's maximum length on ML-1M (50 on Beauty and Toys)
-SAGEREC_PLANS = ("sagerec-table3", "sagerec-table5")
-# §5.6 (the semantic graph under GRU4Rec, BERT4Rec, CL4SRec) has no plan: the graph module is
-# built only into model sagerec, so a "GRU4Rec + graph" cell cannot be configured yet.
-SAGEREC_UNBUILDABLE = {
-    "sagerec-encoder": "SAGERec §5.6 needs the semantic graph module under GRU4Rec, which the "
-                       "library does not have (build_model passes the graph to model sagerec only)",
-}
+# §5.6: the semantic graph module under other encoders, before/after (model.semantic_graph).
+SAGEREC_ENCODER_MODELS = ("gru4rec", "bert4rec", "cl4srec")
+SAGEREC_PLANS = ("sagerec-table3", "sagerec-table5", "sagerec-encoder")
 PLANS = RASR_PLANS + SAGEREC_PLANS
 
 
@@ -64,8 +60,6 @@ def plan_configs(
     plan runs ``seed`` alone. SAGERec cells on ML-1M use max_len 165 (§5.3) unless
     ``overrides`` set ``data.max_len``.
     """
-    if plan in SAGEREC_UNBUILDABLE:
-        raise ValueError(f"plan {plan!r} cannot be built: {SAGEREC_UNBUILDABLE[plan]}")
     base = {"seed": seed, **(overrides or {})}
 
     def cfg(model: str = "sasrec", **extra) -> ExperimentConfig:
@@ -96,6 +90,10 @@ def plan_configs(
                 for model in SAGEREC_TABLE3_MODELS for protocol in SAGEREC_PROTOCOLS for s in seeds]
     if plan == "sagerec-table5":
         return [(label, sagerec_cfg(**extra)) for label, extra in SAGEREC_ABLATIONS.items()]
+    if plan == "sagerec-encoder":  # encoders of the zoo that exist in this version
+        models = [m for m in SAGEREC_ENCODER_MODELS if m in MODEL_DEFAULTS]
+        return [(f"{m}{'+graph' if graph else ''}", cfg(m, **{"model.semantic_graph": graph}))
+                for m in models for graph in (False, True)]
     raise ValueError(f"unknown plan {plan!r}; choose from {PLANS}")
 
 

@@ -30,7 +30,7 @@ def describe_device(device: torch.device) -> str:
 
 
 def run_name(cfg: ExperimentConfig) -> str:
-    """File stem of a run's committed result: ``<model>-<loss>-<profile>-seed<seed>[-<protocol>][-sg<hash>][-<method>-<hash>]``.
+    """File stem of a run's committed result: ``<model>-<loss>-<profile>-seed<seed>[-<protocol>][-graph][-sg<hash>][-<method>-<hash>]``.
 
     A non-default protocol, non-default SAGERec settings (ablations) and regenerated data (method
     and a hash of every regeneration setting) extend the name, so the cells of a grid never
@@ -39,7 +39,9 @@ def run_name(cfg: ExperimentConfig) -> str:
     stem = f"{cfg.model.name}-{cfg.train.loss}-{cfg.profile}-seed{cfg.seed}"
     if cfg.eval.protocol != "full":
         stem += f"-{cfg.eval.protocol}"
-    if cfg.model.name == "sagerec" and cfg.sagerec != type(cfg.sagerec)():
+    if cfg.model.semantic_graph and cfg.model.name != "sagerec":
+        stem += "-graph"  # SAGERec §5.6: the backbone with the semantic graph module
+    if (cfg.model.name == "sagerec" or cfg.model.semantic_graph) and cfg.sagerec != type(cfg.sagerec)():
         stem += f"-sg{config_digest(dataclasses.asdict(cfg.sagerec), 6)}"
     if cfg.regen.method != "none":
         stem += f"-{cfg.regen.method}-{config_digest(dataclasses.asdict(cfg.regen), 6)}"
@@ -98,7 +100,7 @@ def run_experiment(
             split, regen_info = regenerated_split(cfg, split, progress=progress)
             generator = set_seed(cfg.seed)  # the backbone's draws do not depend on the pipeline's
         graph = None
-        if cfg.model.name == "sagerec":  # SAGERec's semantic item graph, built once (embeddings cached)
+        if cfg.model.name == "sagerec" or cfg.model.semantic_graph:  # semantic graph, built once (cached embeddings)
             from rasr_lib.sagerec.graph import graph_for
 
             graph = graph_for(cfg, dataset, progress=progress)

@@ -36,6 +36,19 @@ def build_model(cfg: ExperimentConfig, n_items: int, graph=None, split=None) -> 
     :class:`~rasr_lib.data.split.SplitData`) is passed to zoo models that build structures from
     the training data (GCE-GNN's global graph, BPR-MF's user table, S3-Rec's attributes).
     """
+    model = _build_backbone(cfg, n_items, graph, split)
+    if cfg.model.semantic_graph and cfg.model.name != "sagerec":  # SAGERec §5.6: graph under any backbone
+        from rasr_lib.sagerec.plugin import add_semantic_graph
+
+        if graph is None:
+            raise ValueError("model.semantic_graph needs the item graph: "
+                             "build_model(cfg, n_items, graph=rasr_lib.sagerec.graph_for(cfg, dataset))")
+        model = add_semantic_graph(model, graph, cfg)
+    return model
+
+
+def _build_backbone(cfg: ExperimentConfig, n_items: int, graph, split) -> SequentialRecommender:
+    """The backbone alone (see :func:`build_model`)."""
     m, loss = cfg.model, cfg.train.loss
     if m.name in ZOO:
         return importlib.import_module(ZOO[m.name]).build(cfg, n_items, split)

@@ -88,6 +88,62 @@ def propagate(
     return emb
 
 
+def register_graph_buffers(owner: nn.Module, graph: ItemGraph, edge_learning: bool) -> None:
+    """Store the fixed graph on ``owner``: edges (src < dst), cosine weights and the "scale" norm.
+
+    Buffers, not parameters, and not in the state dict: the graph is rebuilt from the data.
+    """
+    src = torch.as_tensor(graph.src, dtype=torch.long)
+    dst = torch.as_tensor(graph.dst, dtype=torch.long)
+    cos = torch.as_tensor(graph.weight, dtype=torch.float32).clamp_min(0.0)
+    owner.register_buffer("edge_src", src, persistent=False)
+    owner.register_buffer("edge_dst", dst, persistent=False)
+    owner.register_buffer("edge_cos", cos, persistent=False)
+    # "scale": the fixed normalisation of the base graph (binary when weights are learned).
+    base = torch.ones_like(cos) if edge_learning else cos
+    both = normalize_entries(torch.cat([src, dst]), torch.cat([dst, src]), torch.cat([base, base]),
+                             graph.n_items + 1)
+    owner.register_buffer("edge_norm", both[: len(src)], persistent=False)
+
+
+def step_adjacency(
+    owner: nn.Module, emb: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A_hat of one step as COO (rows, cols LongTensor[E], vals FloatTensor[E]) from emb [N, d].
+
+    ``owner`` holds the graph buffers (``edge_src``/``edge_dst``/``edge_cos``/``edge_norm``),
+    ``edge_mlp`` (None = fixed cosine weights), ``edge_dropout``, ``node_dropout`` and
+    ``adj_norm``, as :class:`SAGERec` and :class:`~rasr_lib.sagerec.plugin.SemanticGraph` do.
+    Training draws fresh edge and node dropout masks (torch's global RNG, like nn.Dropout);
+    evaluation uses every edge.
+    """
+    src, dst, n = owner.edge_src, owner.edge_dst, emb.size(0)
+    fixed, norm, keep_prob = owner.edge_cos, owner.edge_norm, 1.0
+    if owner.training and owner.edge_dropout > 0:  # whole undirected edges, before the MLP runs
+        kept = torch.rand(len(src), device=src.device) >= owner.edge_dropout
+        src, dst, fixed, norm = src[kept], dst[kept], fixed[kept], norm[kept]
+        keep_prob *= 1 - owner.edge_dropout
+    if owner.edge_mlp is not None:
+        weight = owner.edge_mlp(emb, src, dst)  # §4.3, from the current E
+        if owner.adj_norm == "scale":
+            weight = weight * norm  # w_ij (D^-1/2 A D^-1/2)_ij of the binary graph
+    else:
+        # Table 5 (B): fixed cosine weights (for "scale", already in norm = D^-1/2 S D^-1/2).
+        weight = fixed if owner.adj_norm == "renorm" else norm
+    rows, cols = torch.cat([src, dst]), torch.cat([dst, src])
+    vals = torch.cat([weight, weight])
+    if owner.training and owner.node_dropout > 0:
+        alive = torch.rand(n, device=src.device) >= owner.node_dropout
+        sends = alive[cols]  # a dropped item sends no message
+        rows, cols, vals = rows[sends], cols[sends], vals[sends]
+        keep_prob *= 1 - owner.node_dropout
+    if owner.adj_norm == "renorm":
+        vals = normalize_entries(rows, cols, vals, n)
+    elif keep_prob < 1.0:
+        vals = vals / keep_prob  # inverted dropout: the expected A_hat equals the evaluation one
+    return rows, cols, vals
+
+
 class SAGERec(SequentialRecommender):
     """SAGERec: adaptive semantic graph propagation (§4.3) + causal pre-LN self-attention (§4.4).
 
@@ -130,19 +186,7 @@ class SAGERec(SequentialRecommender):
         self.edge_dropout, self.node_dropout = edge_dropout, node_dropout
         self.gcn_layers, self.adj_norm = gcn_layers, adj_norm
         if graph is not None:
-            # The fixed graph: undirected edges (src < dst) and their cosine weights (buffers,
-            # not parameters and not in the state dict: the graph is rebuilt from the data).
-            src = torch.as_tensor(graph.src, dtype=torch.long)
-            dst = torch.as_tensor(graph.dst, dtype=torch.long)
-            cos = torch.as_tensor(graph.weight, dtype=torch.float32).clamp_min(0.0)
-            self.register_buffer("edge_src", src, persistent=False)
-            self.register_buffer("edge_dst", dst, persistent=False)
-            self.register_buffer("edge_cos", cos, persistent=False)
-            # "scale": the fixed normalisation of the base graph (binary when weights are learned).
-            base = torch.ones_like(cos) if edge_learning else cos
-            both = normalize_entries(torch.cat([src, dst]), torch.cat([dst, src]), torch.cat([base, base]),
-                                     n_items + 1)
-            self.register_buffer("edge_norm", both[: len(src)], persistent=False)
+            register_graph_buffers(self, graph, edge_learning)
         self.edge_mlp = EdgeMLP(hidden_dim) if graph is not None and edge_learning else None
         self.position_embedding = nn.Embedding(max_len, hidden_dim) if position else None
         self.dropout = nn.Dropout(dropout)
@@ -165,36 +209,8 @@ class SAGERec(SequentialRecommender):
             self.item_embedding.weight[0].zero_()
 
     def adjacency(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """A_hat of this step as COO (rows LongTensor[E], cols LongTensor[E], vals FloatTensor[E]).
-
-        Training draws fresh edge and node dropout masks (torch's global RNG, like nn.Dropout);
-        evaluation uses every edge.
-        """
-        src, dst, n = self.edge_src, self.edge_dst, self.n_items + 1
-        fixed, norm, keep_prob = self.edge_cos, self.edge_norm, 1.0
-        if self.training and self.edge_dropout > 0:  # whole undirected edges, before the MLP runs
-            kept = torch.rand(len(src), device=src.device) >= self.edge_dropout
-            src, dst, fixed, norm = src[kept], dst[kept], fixed[kept], norm[kept]
-            keep_prob *= 1 - self.edge_dropout
-        if self.edge_mlp is not None:
-            weight = self.edge_mlp(self.item_embedding.weight, src, dst)  # §4.3, from the current E
-            if self.adj_norm == "scale":
-                weight = weight * norm  # w_ij (D^-1/2 A D^-1/2)_ij of the binary graph
-        else:
-            # Table 5 (B): fixed cosine weights (for "scale", already in norm = D^-1/2 S D^-1/2).
-            weight = fixed if self.adj_norm == "renorm" else norm
-        rows, cols = torch.cat([src, dst]), torch.cat([dst, src])
-        vals = torch.cat([weight, weight])
-        if self.training and self.node_dropout > 0:
-            alive = torch.rand(n, device=src.device) >= self.node_dropout
-            sends = alive[cols]  # a dropped item sends no message
-            rows, cols, vals = rows[sends], cols[sends], vals[sends]
-            keep_prob *= 1 - self.node_dropout
-        if self.adj_norm == "renorm":
-            vals = normalize_entries(rows, cols, vals, n)
-        elif keep_prob < 1.0:
-            vals = vals / keep_prob  # inverted dropout: the expected A_hat equals the evaluation one
-        return rows, cols, vals
+        """A_hat of this step as COO (rows LongTensor[E], cols LongTensor[E], vals FloatTensor[E])."""
+        return step_adjacency(self, self.item_embedding.weight)
 
     def item_table(self) -> torch.Tensor:
         """Propagated item table FloatTensor[n_items + 1, D] (§4.3); the raw table without a graph."""
