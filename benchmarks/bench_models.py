@@ -1,0 +1,102 @@
+"""Seconds per training epoch of every backbone on one dataset, in one table (issue #5).
+
+Usage: ``python benchmarks/bench_models.py [--dataset beauty] [--device auto] [--batches 30]
+[--models sasrec gru4rec ...] [--threads N]``.
+Each model (its MODEL_DEFAULTS recipe) trains ``--batches`` steps on the real training rows
+after two warm-up steps; seconds per epoch = mean step time x steps per epoch (timing whole
+epochs of every model would take hours on this CPU). One full-ranking validation pass is
+timed too. Pre-training stages (S3-Rec's ``prepare``) are not included. Prints a JSON line per
+model and a table with each model's ratio to SASRec. Not a test: it never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+
+import torch
+
+from rasr_lib.config import MODEL_DEFAULTS, load_config
+from rasr_lib.data import load_dataset
+from rasr_lib.data.split import leave_one_out
+from rasr_lib.evaluation import evaluate
+from rasr_lib.models import build_model
+from rasr_lib.runtime import get_device, set_seed
+from rasr_lib.training import iterate_train_batches
+
+WARMUP_STEPS = 2
+
+
+def time_model(name: str, dataset, split, device: torch.device, batches: int) -> dict:
+    """Mean training-step seconds, extrapolated epoch seconds and one validation pass for ``name``."""
+    cfg = load_config(dataset.name, "full", {"device": str(device)}, model=name)
+    generator = set_seed(0)
+    graph = None
+    if name == "sagerec" or cfg.model.semantic_graph:
+        from rasr_lib.sagerec.graph import graph_for
+
+        graph = graph_for(cfg, dataset)
+    model = build_model(cfg, dataset.n_items, graph=graph, split=split).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    n_rows = int((split.train_len > 0).sum())
+    steps_per_epoch = math.ceil(n_rows / cfg.train.batch_size)
+    model.train()
+    times = []
+    stream = iterate_train_batches(split, cfg.train.batch_size, generator, model.loss == "bce", device)
+    for step, batch in enumerate(stream):
+        if step >= batches + WARMUP_STEPS:
+            break
+        tic = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        model.calculate_loss(batch).backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= WARMUP_STEPS:
+            times.append(time.perf_counter() - tic)
+    step_s = sum(times) / max(len(times), 1)
+    tic = time.perf_counter()
+    evaluate(model, split, "valid", cfg.eval, device=device)
+    return {"model": name, "batch_size": cfg.train.batch_size, "steps_per_epoch": steps_per_epoch,
+            "step_s": round(step_s, 4), "epoch_s": round(step_s * steps_per_epoch, 1),
+            "valid_pass_s": round(time.perf_counter() - tic, 1),
+            "n_parameters": sum(p.numel() for p in model.parameters())}
+
+
+def main() -> None:
+    """Time every requested model and print one JSON line each, then the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="beauty")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batches", type=int, default=30, help="timed training steps per model")
+    parser.add_argument("--models", nargs="*", default=sorted(MODEL_DEFAULTS), choices=sorted(MODEL_DEFAULTS))
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = get_device(args.device)
+    dataset = load_dataset(args.dataset)
+    split = leave_one_out(dataset, 50)
+    rows = []
+    for name in args.models:
+        try:
+            row = time_model(name, dataset, split, device, args.batches)
+        except Exception as err:  # one broken model must not hide the others' timings
+            row = {"model": name, "error": f"{type(err).__name__}: {err}"}
+        row.update(device=str(device), threads=torch.get_num_threads(), dataset=args.dataset)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    base = next((r["epoch_s"] for r in rows if r["model"] == "sasrec" and "epoch_s" in r), None)
+    print(f"\n{'model':<12}{'s/epoch':>10}{'x SASRec':>10}{'valid s':>9}{'params':>11}")
+    for r in rows:
+        if "epoch_s" not in r:
+            print(f"{r['model']:<12}  {r['error']}")
+            continue
+        ratio = f"{r['epoch_s'] / base:.2f}" if base else "-"
+        print(f"{r['model']:<12}{r['epoch_s']:>10.1f}{ratio:>10}{r['valid_pass_s']:>9.1f}{r['n_parameters']:>11,}")
+
+
+if __name__ == "__main__":
+    main()
