@@ -231,6 +231,22 @@ def metrics_from_ranks(ranks: Any, ks: tuple[int, ...] = (10, 20)) -> dict[str, 
     return out
 
 
+
+def cold_target_users(split: Any, part: str = "test") -> np.ndarray:
+    """bool[n_users]: users whose ``part`` target never occurs in any training row (SAGERec §5.8).
+
+    Training rows are every input and target of ``split.train_*`` (synthetic rows included):
+    such a target item got no gradient as a positive, so only a model that reaches it
+    through side information (SAGERec's semantic graph) can rank it.
+    """
+    seen = np.zeros(split.n_items + 1, dtype=bool)
+    seen[split.train_input.ravel()] = True
+    seen[split.train_target.ravel()] = True
+    seen[0] = False
+    _, _, targets = split.eval_arrays(part)
+    return ~seen[targets]
+
+
 def protocol_name(cfg: EvalConfig) -> str:
     """Human-readable label of an evaluation protocol, e.g. ``'full ranking, history masked'``."""
     if cfg.protocol == "full":

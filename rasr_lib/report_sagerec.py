@@ -113,6 +113,7 @@ def load_sagerec_results(results_dir: str | Path | None = None) -> pd.DataFrame:
                "graph/n_edges": (data.get("graph") or {}).get("n_edges"),
                "graph/n_nodes": (data.get("graph") or {}).get("n_nodes"),
                "semantic_graph": bool((config.get("model") or {}).get("semantic_graph", False))}
+        row.update({f"cold/{k}": v for k, v in (data.get("cold_start") or {}).items()})
         row.update({f"sagerec/{k}": v for k, v in (config.get("sagerec") or {}).items()})
         extra.append(row)
     if not extra:
@@ -409,6 +410,24 @@ def encoder_text(enc: pd.DataFrame, dataset: str) -> str:
         return f"No before/after pair is committed for {dataset}: §5.6 is {NOT_RUN}."
     parts = [f"{MODEL_LABELS.get(m, m)} {g:+.1f} %" for m, g in zip(done["model"], done["ndcg@10 gain %"])]
     return f"Measured N@10 change with the semantic graph module on {dataset}: " + ", ".join(parts) + "."
+
+
+def cold_start_table(df: pd.DataFrame, dataset: str, protocol: str = "full") -> pd.DataFrame:
+    """§5.8: N@10 / R@10 on the test users whose target never occurs in training, per Table 3 model."""
+    rows = []
+    for model in MODELS:
+        runs = select(df, dataset, model, protocol)
+        if "cold/n_users" in runs:
+            runs = runs.dropna(subset=["cold/n_users"])
+        else:
+            runs = runs.iloc[0:0]
+        row = {"model": model, "n_runs": len(runs),
+               "cold users": float(runs["cold/n_users"].median()) if len(runs) else np.nan,
+               "paper N@10": PAPER_COLD_START_NDCG10.get(model, np.nan)}
+        for m in ("ndcg@10", "recall@10"):
+            row[m] = float(pd.to_numeric(runs[f"cold/{m}"], errors="coerce").mean()) if len(runs) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 # ----------------------------------------------------------------------------- Table 6

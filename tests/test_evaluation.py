@@ -267,3 +267,14 @@ def test_evaluate_sampled_protocol():
     for mask, expected in ((True, [1, 5, 1]), (False, [4, 5, 3])):
         cfg = EvalConfig(protocol="sampled100", n_negatives=5, mask_history=mask)
         assert evaluate(model, split, "test", cfg, return_ranks=True)["ranks"].tolist() == expected
+
+
+def test_cold_target_users_are_those_whose_target_never_trains():
+    from rasr_lib.evaluation import cold_target_users
+
+    # user 0 trains on 1 -> 2 -> 3; user 1 on 2 -> 4 -> 6. Test targets: 5 (cold), 3 (seen in user 0's row).
+    ds = SeqDataset.from_lists([[1, 2, 3, 4, 5], [2, 4, 6, 7, 3]], 7)
+    split = leave_one_out(ds, max_len=4)
+    assert cold_target_users(split, "test").tolist() == [True, False]
+    # validation targets: 4 (trained in user 1's row), 7 (never trained)
+    assert cold_target_users(split, "valid").tolist() == [False, True]

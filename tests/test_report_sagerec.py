@@ -38,6 +38,8 @@ def _write_run(root, *, model="sagerec", seed=0, protocol="full", ndcg10=0.03, d
            "best_epoch": 3, "metrics": {"valid": test, "test": test}, "history": []}
     if n_edges:
         run["graph"] = {"n_nodes": 100, "n_edges": n_edges}
+    if model in ("sagerec", "sasrec") and protocol == "full":  # §5.8 block: cold N@10 = N@10 / 2
+        run["cold_start"] = {"n_users": 7, "recall@10": ndcg10, "ndcg@10": ndcg10 / 2}
     folder = root / dataset
     folder.mkdir(parents=True, exist_ok=True)
     stem = name or (f"{model}-{loss}-{profile}-{protocol}-seed{seed}{'-graph' if graph_module else ''}"
@@ -184,3 +186,13 @@ def test_encoder_table_pairs_backbone_with_its_graph_version(results):
     assert rs.NOT_RUN in rs.encoder_text(enc.reset_index().iloc[0:0], "beauty")
     cov = rs.plan_coverage(df, "beauty").set_index("cell")
     assert cov.loc["gru4rec+graph", "committed"] and cov.loc["gru4rec", "committed"]
+
+
+def test_cold_start_table_reads_the_cold_block(results):
+    df = rs.load_sagerec_results(results)
+    cold = rs.cold_start_table(df, "beauty").set_index("model")
+    assert cold.loc["sagerec", "ndcg@10"] == pytest.approx(np.mean(SAGE) / 2)
+    assert cold.loc["sasrec", "ndcg@10"] == pytest.approx(np.mean(SAS) / 2)
+    assert cold.loc["sagerec", "n_runs"] == 5 and cold.loc["sagerec", "cold users"] == 7
+    assert cold.loc["gru4rec", "n_runs"] == 0 and np.isnan(cold.loc["gru4rec", "ndcg@10"])
+    assert cold.loc["sagerec", "paper N@10"] == rs.PAPER_COLD_START_NDCG10["sagerec"]

@@ -302,4 +302,11 @@ def test_run_experiment_sagerec(tmp_path, monkeypatch):
     n_items = result["data_stats"]["n_items"]
     stats = result["graph"]
     assert stats["n_nodes"] == n_items and 1.5 * n_items <= stats["n_edges"] <= 3 * n_items
+    from rasr_lib.data import load_dataset, leave_one_out
+    from rasr_lib.evaluation import cold_target_users
+
+    cold = result["cold_start"]  # §5.8: users whose test target never trained
+    assert cold["n_users"] == int(cold_target_users(leave_one_out(load_dataset("beauty", max_users=300)),
+                                                    "test").sum()) > 0
+    assert 0 <= cold["ndcg@10"] <= cold["recall@10"] <= 1
     assert not (tmp_path / "results").exists()  # the quick profile publishes nothing

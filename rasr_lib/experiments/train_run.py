@@ -13,7 +13,7 @@ import torch
 
 from rasr_lib.config import ExperimentConfig, config_hash, config_to_dict
 from rasr_lib.data import leave_one_out, load_dataset
-from rasr_lib.evaluation import evaluate, protocol_name
+from rasr_lib.evaluation import cold_target_users, evaluate, metrics_from_ranks, protocol_name
 from rasr_lib.models import build_model
 from rasr_lib.rasr.regenerate import config_digest
 from rasr_lib.runtime import get_device, git_commit, results_dir, runs_dir, set_seed
@@ -110,7 +110,9 @@ def run_experiment(
             prepared = model.prepare(split, cfg, device, generator, progress=progress)
         trained = fit(model, split, cfg.train, cfg.eval, device, generator, checkpoint, progress,
                       stop_now=stop_now)
-        test = evaluate(model, split, "test", cfg.eval, device=device)
+        test = evaluate(model, split, "test", cfg.eval, device=device, return_ranks=True)
+        cold = cold_target_users(split, "test")  # §5.8: targets never seen in training
+        cold_start = {"n_users": int(cold.sum()), **metrics_from_ranks(test.pop("ranks")[cold], cfg.eval.ks)}
         result = {
             "dataset": cfg.data.dataset,
             "model": cfg.model.name,
@@ -133,6 +135,7 @@ def run_experiment(
             "stopped_early": trained.stopped_early,
             "interrupted": stop_now and not trained.stopped_early and len(trained.history) < cfg.train.epochs,
             "metrics": {"valid": trained.best_valid, "test": {k: v for k, v in test.items() if "@" in k}},
+            "cold_start": cold_start,
             "history": trained.history,
         }
         if prepared is not None:
