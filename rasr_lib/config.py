@@ -168,7 +168,7 @@ class S3RecConfig:
     map_weight: float = 1.0  # weight of masked attribute prediction (§5.1.3)
     sp_weight: float = 0.5  # weight of segment prediction (§5.1.3)
     pretrain_epochs: int = 10  # pre-training epochs before fine-tuning (paper 100; 10 for CPU time)
-    quick_pretrain_epochs: int = 1  # used instead of pretrain_epochs when profile == "quick"
+    quick_pretrain_epochs: int = 1  # profile "quick": this many epochs of pretrain_prefixes="sample" instead
     pretrain_batch_size: int = 256  # pre-training sequences per step (authors' code: 100)
     pretrain_lr: float = 1e-3  # Adam learning rate of pre-training (§5.1.3)
     pretrain_prefixes: str = "all"  # all: every prefix of every training sequence (code) | sample: 1 per sequence per epoch
@@ -187,6 +187,12 @@ class DSSRecConfig:
 @dataclass(frozen=True)
 class SINEConfig:
     """SINE (Tan et al., WSDM 2021): sparse-interest network; read only by model sine."""
+
+    prototype_size: int = 50  # L: concept prototypes in the pool (Sec. 3.1; RecBole 50, paper 500)
+    interest_size: int = 3  # K: concepts activated per sequence (Sec. 3.1; RecBole 3, paper 4)
+    tau: float = 0.1  # temperature of the interest-aggregation softmax (Sec. 3.2; paper and RecBole)
+    reg_weight: float = 0.1  # lambda on the prototypes' covariance regulariser (Sec. 3.3; paper 0.1)
+    position: str = "recency"  # attention positions: recency (per-distance logit bias) | absolute (authors' code) | none (RecBole)
 
 
 @dataclass(frozen=True)
@@ -272,6 +278,12 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "gcegnn": {"model.hidden_dim": 64, "train.loss": "ce", "train.weight_decay": 1e-5},
     # DR4SR configs/gnn.yaml: its SASRec (2 layers, 2 heads, FFN 128, dropout 0.5, GELU), BCE.
     "dr4sr_gnn": {"model.inner_dim": 128, "model.dropout": 0.5},
+    # BPR-MF (RecBole's BPR: d = 64, Adam lr 1e-3, no L2): "bce" = one sampled negative per
+    # training interaction, which BPR-MF turns into its pairwise loss (rasr_lib/models/bpr.py).
+    "bpr": {"model.hidden_dim": 64, "train.loss": "bce", "train.weight_decay": 0.0},
+    # SINE (RecBole's defaults: d = 64, full-softmax CE; no dropout in the model); L, K, tau,
+    # lambda in cfg.sine.
+    "sine": {"model.hidden_dim": 64, "train.loss": "ce"},
 }
 
 # Model-specific config sections: a section enters the config hash only for the models listed.
