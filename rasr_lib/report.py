@@ -24,11 +24,13 @@ logger = logging.getLogger(__name__)
 
 RECORD_MIME_PREFIX = "application/papermill.record/"
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+VARIANT_PATTERN = r"-graph\b|-sg[0-9a-f]{6}\b"  # run-name parts of variants (train_run.run_name)
 
 # Reference numbers from the papers: full ranking, leave-one-out, R@10 / R@20 / N@10 / N@20.
 # Keys: dataset -> model -> source -> metrics. Read from the tables named in each source string.
 _RASR_T1 = "RaSR Table 1 (original data)"
 _DR4SR_T3 = "DR4SR Table 3 (original data)"
+_RASR_T1_GCE = "RaSR Table 1 'GCE-GNN' row (original data)"
 PAPER_REFERENCES: dict[str, dict[str, dict[str, dict[str, float]]]] = {
     "beauty": {
         "sasrec": {
@@ -39,6 +41,21 @@ PAPER_REFERENCES: dict[str, dict[str, dict[str, dict[str, float]]]] = {
             _RASR_T1: {"recall@10": 0.0281, "recall@20": 0.0492, "ndcg@10": 0.0127, "ndcg@20": 0.0180},
             _DR4SR_T3: {"recall@10": 0.0204, "recall@20": 0.0382, "ndcg@10": 0.0107, "ndcg@20": 0.0150},
         },
+        "fmlprec": {
+            _RASR_T1: {"recall@10": 0.0516, "recall@20": 0.0826, "ndcg@10": 0.0265, "ndcg@20": 0.0343},
+            _DR4SR_T3: {"recall@10": 0.0602, "recall@20": 0.0934, "ndcg@10": 0.0311, "ndcg@20": 0.0394},
+        },
+        "gcegnn": {
+            _RASR_T1: {"recall@10": 0.0713, "recall@20": 0.1033, "ndcg@10": 0.0387, "ndcg@20": 0.0468},
+        },
+        "cl4srec": {
+            _RASR_T1: {"recall@10": 0.0668, "recall@20": 0.1004, "ndcg@10": 0.0359, "ndcg@20": 0.0444},
+            _DR4SR_T3: {"recall@10": 0.0653, "recall@20": 0.0947, "ndcg@10": 0.0370, "ndcg@20": 0.0441},
+        },
+        "dr4sr_gnn": {  # DR4SR's "GNN"; RaSR's "GCE-GNN" row may be this model (see chapter 03)
+            _RASR_T1_GCE: {"recall@10": 0.0713, "recall@20": 0.1033, "ndcg@10": 0.0387, "ndcg@20": 0.0468},
+            _DR4SR_T3: {"recall@10": 0.0570, "recall@20": 0.0859, "ndcg@10": 0.0311, "ndcg@20": 0.0384},
+        },
     },
     "sports": {
         "sasrec": {
@@ -47,6 +64,15 @@ PAPER_REFERENCES: dict[str, dict[str, dict[str, dict[str, float]]]] = {
         },
         "gru4rec": {
             _RASR_T1: {"recall@10": 0.0193, "recall@20": 0.0319, "ndcg@10": 0.0095, "ndcg@20": 0.0126},
+        },
+        "fmlprec": {
+            _RASR_T1: {"recall@10": 0.0219, "recall@20": 0.0364, "ndcg@10": 0.0112, "ndcg@20": 0.0149},
+        },
+        "gcegnn": {
+            _RASR_T1: {"recall@10": 0.0363, "recall@20": 0.0575, "ndcg@10": 0.0192, "ndcg@20": 0.0245},
+        },
+        "cl4srec": {
+            _RASR_T1: {"recall@10": 0.0348, "recall@20": 0.0531, "ndcg@10": 0.0187, "ndcg@20": 0.0233},
         },
     },
     "toys": {
@@ -57,6 +83,15 @@ PAPER_REFERENCES: dict[str, dict[str, dict[str, dict[str, float]]]] = {
         "gru4rec": {
             _RASR_T1: {"recall@10": 0.0258, "recall@20": 0.0424, "ndcg@10": 0.0125, "ndcg@20": 0.0167},
         },
+        "fmlprec": {
+            _RASR_T1: {"recall@10": 0.0546, "recall@20": 0.0806, "ndcg@10": 0.0303, "ndcg@20": 0.0369},
+        },
+        "gcegnn": {
+            _RASR_T1: {"recall@10": 0.0760, "recall@20": 0.1048, "ndcg@10": 0.0436, "ndcg@20": 0.0509},
+        },
+        "cl4srec": {
+            _RASR_T1: {"recall@10": 0.0704, "recall@20": 0.1026, "ndcg@10": 0.0392, "ndcg@20": 0.0473},
+        },
     },
     "ml-1m": {
         "sasrec": {
@@ -64,6 +99,15 @@ PAPER_REFERENCES: dict[str, dict[str, dict[str, dict[str, float]]]] = {
         },
         "gru4rec": {
             _RASR_T1: {"recall@10": 0.1642, "recall@20": 0.2632, "ndcg@10": 0.0802, "ndcg@20": 0.1051},
+        },
+        "fmlprec": {
+            _RASR_T1: {"recall@10": 0.1825, "recall@20": 0.2947, "ndcg@10": 0.0922, "ndcg@20": 0.1205},
+        },
+        "gcegnn": {
+            _RASR_T1: {"recall@10": 0.1834, "recall@20": 0.2795, "ndcg@10": 0.0931, "ndcg@20": 0.1171},
+        },
+        "cl4srec": {
+            _RASR_T1: {"recall@10": 0.1546, "recall@20": 0.2392, "ndcg@10": 0.0757, "ndcg@20": 0.0970},
         },
     },
 }
@@ -200,13 +244,16 @@ def results_table(
 ) -> pd.DataFrame:
     """Mean over seeds per (dataset, model, loss, profile, protocol) on the original data, papers' rows beside.
 
-    Runs on regenerated data (``data`` other than ``original``) are left out: chapter 07 tabulates them.
+    Runs on regenerated data (``data`` other than ``original``) are left out: chapter 07 tabulates them;
+    so are variants (SAGERec ablations, a backbone with the semantic graph): chapter 10 does.
     """
     metrics = list(metrics)
     cols = [f"{split}/{m}" for m in metrics]
     keys = ["dataset", "model", "loss", "profile", "protocol"]
     if "data" in df:
         df = df[df["data"].fillna("original") == "original"]
+    if "path" in df:  # variants (SAGERec ablations "-sg<hash>", a backbone + graph "-graph") are not the model's row
+        df = df[~df["path"].astype(str).str.contains(VARIANT_PATTERN, regex=True)]
     runs = df[df["kind"] == "experiment"] if "kind" in df else df
     runs = runs.dropna(subset=[c for c in cols if c in runs], how="all")
     out = []

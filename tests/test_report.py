@@ -117,10 +117,11 @@ def test_load_results_and_results_table(tmp_path):
         path.write_text(json.dumps(_experiment("beauty", "sasrec", seed, value)))
     (tmp_path / "beauty" / "02_data-quick.json").write_text(json.dumps(
         {"notebook": "02_data", "dataset": "beauty", "profile": "quick", "records": {"data/beauty/n_users": 22363}}))
+    for variant in ("sasrec-bce-full-seed0-graph", "sasrec-bce-full-seed0-sg1a2b3c"):  # not the SASRec row
+        (tmp_path / "beauty" / f"{variant}.json").write_text(json.dumps(_experiment("beauty", "sasrec", 0, 0.9)))
     df = load_results(tmp_path)
-    assert len(df) == 3
-    assert sorted(df["kind"]) == ["experiment", "experiment", "notebook"]
-    runs = df[df["kind"] == "experiment"]
+    assert len(df) == 5
+    runs = df[(df["kind"] == "experiment") & (df["test/ndcg@20"] < 0.5)]
     assert list(runs["test/ndcg@20"]) == [0.040, 0.042]
     assert list(runs["n_epochs"]) == [2, 2]
     table = results_table(df)
@@ -142,7 +143,9 @@ def test_load_results_on_an_empty_folder(tmp_path):
     assert len(df) == 0
     assert "test/ndcg@20" in df.columns
     table = results_table(df)
-    assert set(table["source"]) == {"RaSR Table 1 (original data)", "DR4SR Table 3 (original data)"}
+    assert set(table["source"]) == {"RaSR Table 1 (original data)", "DR4SR Table 3 (original data)",
+                                    "RaSR Table 1 'GCE-GNN' row (original data)"}
+    assert set(table["model"]) == {"sasrec", "gru4rec", "fmlprec", "gcegnn", "cl4srec", "dr4sr_gnn"}
 
 
 def test_load_results_names_a_broken_file(tmp_path):
