@@ -110,3 +110,13 @@ def test_cli_plan_choices_come_from_plans(capsys):
     assert len(lines) == 5 and lines[0].startswith("A full")
     with pytest.raises(SystemExit):
         main(["plan", "no-such-plan", "--list"])
+
+
+def test_zoo_plan_has_every_backbone_with_its_own_recipe():
+    from rasr_lib.config import MODEL_DEFAULTS
+
+    cells = dict(plan_configs("zoo"))
+    assert set(cells) == set(MODEL_DEFAULTS) - {"sagerec"}
+    for name, c in cells.items():
+        assert c.model.name == name and c.regen.method == "none"
+        assert c.train.loss == MODEL_DEFAULTS[name].get("train.loss", "bce")

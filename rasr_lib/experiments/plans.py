@@ -47,7 +47,9 @@ SAGEREC_ML1M_MAX_LEN = 165  # §5.3: SAGERec's maximum length on ML-1M (50 on Be
 # §5.6: the semantic graph module under other encoders, before/after (model.semantic_graph).
 SAGEREC_ENCODER_MODELS = ("gru4rec", "bert4rec", "cl4srec")
 SAGEREC_PLANS = ("sagerec-table3", "sagerec-table5", "sagerec-encoder")
-PLANS = RASR_PLANS + SAGEREC_PLANS
+# Issue 5: every backbone of the zoo on the original data, each with its own recipe (MODEL_DEFAULTS).
+ZOO_PLANS = ("zoo",)
+PLANS = RASR_PLANS + SAGEREC_PLANS + ZOO_PLANS
 
 
 def plan_configs(
@@ -94,6 +96,8 @@ def plan_configs(
         models = [m for m in SAGEREC_ENCODER_MODELS if m in MODEL_DEFAULTS]
         return [(f"{m}{'+graph' if graph else ''}", cfg(m, **{"model.semantic_graph": graph}))
                 for m in models for graph in (False, True)]
+    if plan == "zoo":  # the model's own loss (BERT4Rec, SINE, GCE-GNN: CE; the rest: DR4SR's BCE)
+        return [(m, cfg(m)) for m in MODEL_DEFAULTS if m != "sagerec"]
     raise ValueError(f"unknown plan {plan!r}; choose from {PLANS}")
 
 
