@@ -1,12 +1,15 @@
 """Seconds per training epoch of every backbone on one dataset, in one table (issue #5).
 
 Usage: ``python benchmarks/bench_models.py [--dataset beauty] [--device auto] [--batches 30]
-[--models sasrec gru4rec ...] [--threads N]``.
+[--models sasrec gru4rec ...] [--threads N] [--out results/beauty/efficiency-cpu.json]``.
 Each model (its MODEL_DEFAULTS recipe) trains ``--batches`` steps on the real training rows
 after two warm-up steps; seconds per epoch = mean step time x steps per epoch (timing whole
 epochs of every model would take hours on this CPU). One full-ranking validation pass is
-timed too. Pre-training stages (S3-Rec's ``prepare``) are not included. Prints a JSON line per
-model and a table with each model's ratio to SASRec. Not a test: it never asserts.
+timed too. Pre-training stages (S3-Rec's ``prepare``) are not included. Each model runs in its
+own process, so its peak memory is its own: the process's peak resident set on the CPU, or
+torch's peak allocation on a GPU. Prints a JSON line per model and a table with each model's
+ratio to SASRec; ``--out`` also writes the rows as JSON (SAGERec's Table 6 reads
+``results/<dataset>/efficiency-*.json``). Not a test: it never asserts.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
+import resource
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -24,6 +31,7 @@ from rasr_lib.data.split import leave_one_out
 from rasr_lib.evaluation import evaluate
 from rasr_lib.models import build_model
 from rasr_lib.runtime import get_device, set_seed
+from rasr_lib.experiments.train_run import describe_device as describe_machine
 from rasr_lib.training import iterate_train_batches
 
 WARMUP_STEPS = 2
@@ -39,6 +47,9 @@ def time_model(name: str, dataset, split, device: torch.device, batches: int) ->
 
         graph = graph_for(cfg, dataset)
     model = build_model(cfg, dataset.n_items, graph=graph, split=split).to(device)
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux reports KiB)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     n_rows = int((split.train_len > 0).sum())
     steps_per_epoch = math.ceil(n_rows / cfg.train.batch_size)
@@ -57,12 +68,30 @@ def time_model(name: str, dataset, split, device: torch.device, batches: int) ->
         if step >= WARMUP_STEPS:
             times.append(time.perf_counter() - tic)
     step_s = sum(times) / max(len(times), 1)
+    if device.type == "cuda":
+        peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tic = time.perf_counter()
     evaluate(model, split, "valid", cfg.eval, device=device)
     return {"model": name, "batch_size": cfg.train.batch_size, "steps_per_epoch": steps_per_epoch,
             "step_s": round(step_s, 4), "epoch_s": round(step_s * steps_per_epoch, 1),
             "valid_pass_s": round(time.perf_counter() - tic, 1),
-            "n_parameters": sum(p.numel() for p in model.parameters())}
+            "n_parameters": sum(p.numel() for p in model.parameters()),
+            "peak_memory_mib": round(peak_mib, 1), "rss_before_training_mib": round(rss_before, 1),
+            "graph": graph.stats() if graph is not None else None}
+
+
+def _child(name: str, dataset_name: str, device: str, batches: int, threads: int, queue) -> None:
+    """Process body: load the data, time one model, put its row (or its error) on ``queue``."""
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        dataset = load_dataset(dataset_name)
+        split = leave_one_out(dataset, 50)
+        queue.put(time_model(name, dataset, split, get_device(device), batches))
+    except Exception as err:  # one broken model must not hide the others' timings
+        queue.put({"model": name, "error": f"{type(err).__name__}: {err}"})
 
 
 def main() -> None:
@@ -73,29 +102,37 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=30, help="timed training steps per model")
     parser.add_argument("--models", nargs="*", default=sorted(MODEL_DEFAULTS), choices=sorted(MODEL_DEFAULTS))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch's default)")
+    parser.add_argument("--out", default="", help="also write the rows to this JSON file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
-    dataset = load_dataset(args.dataset)
-    split = leave_one_out(dataset, 50)
+    context = multiprocessing.get_context("spawn")  # a fresh process per model: its own peak memory
     rows = []
     for name in args.models:
-        try:
-            row = time_model(name, dataset, split, device, args.batches)
-        except Exception as err:  # one broken model must not hide the others' timings
-            row = {"model": name, "error": f"{type(err).__name__}: {err}"}
-        row.update(device=str(device), threads=torch.get_num_threads(), dataset=args.dataset)
+        queue = context.Queue()
+        proc = context.Process(target=_child, args=(name, args.dataset, str(device), args.batches,
+                                                    args.threads, queue))
+        proc.start()
+        row = queue.get()
+        proc.join()
+        row.update(device=str(device), threads=args.threads or torch.get_num_threads(), dataset=args.dataset,
+                   machine=describe_machine(device))
         print(json.dumps(row), flush=True)
         rows.append(row)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({"benchmark": "bench_models", "command": " ".join(sys.argv),
+                                              "rows": rows}, indent=1) + "\n")
     base = next((r["epoch_s"] for r in rows if r["model"] == "sasrec" and "epoch_s" in r), None)
-    print(f"\n{'model':<12}{'s/epoch':>10}{'x SASRec':>10}{'valid s':>9}{'params':>11}")
+    print(f"\n{'model':<12}{'s/epoch':>10}{'x SASRec':>10}{'valid s':>9}{'params':>11}{'peak MiB':>10}")
     for r in rows:
         if "epoch_s" not in r:
             print(f"{r['model']:<12}  {r['error']}")
             continue
         ratio = f"{r['epoch_s'] / base:.2f}" if base else "-"
-        print(f"{r['model']:<12}{r['epoch_s']:>10.1f}{ratio:>10}{r['valid_pass_s']:>9.1f}{r['n_parameters']:>11,}")
+        print(f"{r['model']:<12}{r['epoch_s']:>10.1f}{ratio:>10}{r['valid_pass_s']:>9.1f}{r['n_parameters']:>11,}"
+              f"{r['peak_memory_mib']:>10.0f}")
 
 
 if __name__ == "__main__":

@@ -196,3 +196,21 @@ def test_cold_start_table_reads_the_cold_block(results):
     assert cold.loc["sagerec", "n_runs"] == 5 and cold.loc["sagerec", "cold users"] == 7
     assert cold.loc["gru4rec", "n_runs"] == 0 and np.isnan(cold.loc["gru4rec", "ndcg@10"])
     assert cold.loc["sagerec", "paper N@10"] == rs.PAPER_COLD_START_NDCG10["sagerec"]
+
+
+def test_table6_reads_benchmark_files_and_ratios_within_one_file(tmp_path):
+    rows = [{"model": "sasrec", "epoch_s": 10.0, "n_parameters": 100, "peak_memory_mib": 400.0, "graph": None},
+            {"model": "sagerec", "epoch_s": 27.0, "n_parameters": 90, "peak_memory_mib": 450.0,
+             "graph": {"n_nodes": 12, "n_edges": 30}},
+            {"model": "bpr", "epoch_s": 3.0, "n_parameters": 5, "peak_memory_mib": 1.0, "graph": None},
+            {"model": "sine", "error": "ValueError: broken"}]
+    (tmp_path / "beauty").mkdir()
+    (tmp_path / "beauty" / "bench-models-cpu.json").write_text(json.dumps({"benchmark": "bench_models",
+                                                                          "rows": rows}))
+    t6 = rs.table6("beauty", tmp_path).set_index("model")
+    assert list(t6.index) == ["sagerec", "sasrec"]  # bpr is not a Table 6 model, sine failed
+    assert t6.loc["sagerec", "x SASRec"] == pytest.approx(2.7)
+    assert t6.loc["sagerec", "graph edges"] == 30 and np.isnan(t6.loc["sasrec", "graph edges"])
+    assert rs.table6("toys", tmp_path).empty
+    df = load_results(tmp_path)
+    assert df["kind"].tolist() == ["benchmark"]  # never mistaken for a training run
