@@ -120,3 +120,14 @@ def test_training_batches_carry_the_owning_user(beauty_slice):
     assert users.shape == (batch["item_seq"].size(0),)
     expected = torch.from_numpy(beauty_slice.train_input[users.numpy(), : batch["item_seq"].size(1)])
     assert torch.equal(batch["item_seq"], expected)
+
+
+def test_zoo_table_lists_every_cli_model_with_its_class():
+    from rasr_lib.config import MODEL_DEFAULTS
+    from rasr_lib.models import zoo_table
+
+    table = zoo_table()
+    assert table["model"].tolist() == list(MODEL_DEFAULTS)
+    assert table["about"].str.len().gt(20).all()
+    assert set(table["loss"]) <= {"bce", "ce"}
+    assert table.set_index("model").loc["bert4rec", "loss"] == "ce"

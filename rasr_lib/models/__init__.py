@@ -79,4 +79,25 @@ def _build_backbone(cfg: ExperimentConfig, n_items: int, graph, split) -> Sequen
     raise ValueError(f"unknown model {m.name!r}; choose from {sorted(MODELS)}")
 
 
-__all__ = ["MODELS", "ZOO", "GRU4Rec", "SAGERec", "SASRec", "SequentialRecommender", "build_model"]
+def zoo_table():
+    """One row per model of the CLI: its class, first docstring paragraph, loss, size and batch (DataFrame)."""
+    import pandas as pd
+
+    from rasr_lib.config import MODEL_DEFAULTS, load_config
+
+    rows = []
+    for name in MODEL_DEFAULTS:
+        cls = MODELS.get(name)
+        if cls is None:
+            module = importlib.import_module(ZOO[name])
+            cls = next(v for v in vars(module).values()
+                       if isinstance(v, type) and issubclass(v, SequentialRecommender)
+                       and v.__module__ == module.__name__)
+        cfg = load_config("beauty", "full", {}, model=name)
+        about = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())  # first paragraph
+        rows.append({"model": name, "class": cls.__name__, "about": about,
+                     "loss": cfg.train.loss, "d": cfg.model.hidden_dim, "batch": cfg.train.batch_size})
+    return pd.DataFrame(rows)
+
+
+__all__ = ["MODELS", "ZOO", "zoo_table", "GRU4Rec", "SAGERec", "SASRec", "SequentialRecommender", "build_model"]
