@@ -170,12 +170,19 @@ class GCEGNN(SequentialRecommender):
                 p.uniform_(-stdv, stdv)
             self.item_embedding.weight[0].zero_()
 
-    def session_repr(self, items: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Representation FloatTensor[S, D] of sessions ``items`` LongTensor[S, W] (time order, right-padded)."""
+    def session_repr(self, items: torch.Tensor, lengths: torch.Tensor,
+                     table: torch.Tensor | None = None) -> torch.Tensor:
+        """Representation FloatTensor[S, D] of sessions ``items`` LongTensor[S, W] (time order, right-padded).
+
+        ``table`` is the item table FloatTensor[rows, D] (default: read it now). It is read once
+        per batch and passed in, so a checkpointed recompute sees the very same table even when
+        the table is computed (SAGERec's graph module draws dropout each time it is read).
+        """
+        table = self.item_embedding.weight if table is None else table
         S, W = items.shape
         device = items.device
         valid = torch.arange(W, device=device)[None, :] < lengths[:, None]  # [S, W]
-        h = self.item_embedding(items)  # [S, W, D]
+        h = F.embedding(items, table, padding_idx=0)  # [S, W, D]
 
         # --- session graph (§4.2): relation of every position pair, keys = first occurrences.
         relation, first = session_relations(items, lengths)
@@ -191,7 +198,7 @@ class GCEGNN(SequentialRecommender):
         nb = self.neighbors[items]  # [S, W, K]
         nw = self.neighbor_weights[items]  # [S, W, K]
         has = nb > 0
-        ne = self.item_embedding(nb)  # [S, W, K, D]
+        ne = F.embedding(nb, table, padding_idx=0)  # [S, W, K, D]
         vf = valid.float()[..., None]
         count = lengths.clamp(min=1).float()[:, None]
         s = (h * vf).sum(1) / count  # [S, D]
@@ -230,6 +237,7 @@ class GCEGNN(SequentialRecommender):
         sorted_len = lengths[order]
         widths = sorted_len.tolist()  # one host copy, not one sync per chunk
         pieces, start, n = [], 0, len(widths)
+        table = self.item_embedding.weight  # read once: see session_repr
         # Checkpoint only when the batch spans several chunks: one chunk already bounds memory.
         recompute = torch.is_grad_enabled() and sum(widths) > self.chunk
         while start < n:  # a loop over chunks, not over sessions
@@ -240,9 +248,9 @@ class GCEGNN(SequentialRecommender):
             items = item_seq[rows[idx], :width]
             items = items.masked_fill(torch.arange(width, device=items.device)[None] >= lens[:, None], 0)
             if recompute:
-                pieces.append(checkpoint(self.session_repr, items, lens, use_reentrant=False))
+                pieces.append(checkpoint(self.session_repr, items, lens, table, use_reentrant=False))
             else:
-                pieces.append(self.session_repr(items, lens))
+                pieces.append(self.session_repr(items, lens, table))
             start = stop
         if not pieces:
             return self.item_embedding.weight.new_zeros(0, self.hidden_dim)
