@@ -24,13 +24,16 @@ def _flat(cfg) -> dict:
     return out
 
 
-def test_table3_is_three_models_two_protocols_five_seeds():
+def test_table3_is_every_model_two_protocols_five_seeds():
+    from rasr_lib.experiments.plans import SAGEREC_TABLE3_MODELS
+
     cells = plan_configs("sagerec-table3", profile="full", seed=10)
-    assert len(cells) == 3 * 2 * 5
+    assert len(cells) == len(SAGEREC_TABLE3_MODELS) * 2 * 5
+    assert {"sagerec", "sasrec", "gru4rec", "cl4srec", "bpr", "sine"} <= set(SAGEREC_TABLE3_MODELS)
     labels = [label for label, _ in cells]
     assert len(set(labels)) == len(labels)
     got = {(c.model.name, c.eval.protocol, c.seed) for _, c in cells}
-    assert got == {(m, p, s) for m in ("sagerec", "sasrec", "gru4rec")
+    assert got == {(m, p, s) for m in SAGEREC_TABLE3_MODELS
                    for p in ("full", "sampled100") for s in range(10, 15)}
     cell = dict(cells)["gru4rec/sampled100/seed12"]
     assert (cell.model.name, cell.eval.protocol, cell.seed) == ("gru4rec", "sampled100", 12)

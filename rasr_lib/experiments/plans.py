@@ -33,7 +33,9 @@ RASR_PLANS = ("table1", "fig3", "fig4", "fig5")
 # SAGERec (Electronics 2025) §5.4-5.6. Table 3 (top-10) and Table 4 (top-20) are one grid: every
 # run records both cut-offs. The paper is ambiguous about its protocol (§5.2 ranks every item,
 # §5.3 samples 100 negatives), so each cell is run under both; the protocol is eval.protocol.
-SAGEREC_TABLE3_MODELS = ("sagerec", "sasrec", "gru4rec")  # the paper's baselines present here
+# the paper's Table 3/4 rows present here (TransRec is not: see the deviations page)
+SAGEREC_TABLE3_MODELS = ("sagerec", "bpr", "caser", "gru4rec", "sasrec", "bert4rec", "s3rec", "dssrec",
+                         "cl4srec", "sine")
 SAGEREC_PROTOCOLS = ("full", "sampled100")
 SAGEREC_N_SEEDS = 5  # §5.4: five seeds, paired t-test
 SAGEREC_ABLATIONS = {  # SAGERec Table 5: each variant changes one switch of SageRecConfig
