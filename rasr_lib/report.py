@@ -118,13 +118,15 @@ def model_benchmark(dataset: str, results_dir: str | Path | None = None) -> pd.D
         from rasr_lib.runtime import results_dir as default_results_dir
 
         results_dir = default_results_dir()
-    cols = ["model", "s/epoch", "x SASRec", "params", "peak MiB", "machine", "file"]
+    cols = ["model", "s/epoch", "x SASRec", "params", "peak MiB", "graph nodes", "graph edges", "machine", "file"]
     rows = []
     for path in sorted((Path(results_dir) / dataset).glob("bench-models-*.json")):
         timed = [r for r in json.loads(path.read_text(encoding="utf-8")).get("rows", []) if "epoch_s" in r]
         base = next((r["epoch_s"] for r in timed if r["model"] == "sasrec"), math.nan)
         rows += [{"model": r["model"], "s/epoch": r["epoch_s"], "x SASRec": r["epoch_s"] / base,
                   "params": r["n_parameters"], "peak MiB": r.get("peak_memory_mib", math.nan),
+                  "graph nodes": (r.get("graph") or {}).get("n_nodes", math.nan),
+                  "graph edges": (r.get("graph") or {}).get("n_edges", math.nan),
                   "machine": r.get("machine", r.get("device")), "file": path.name} for r in timed]
     return pd.DataFrame(rows, columns=cols).sort_values(["file", "s/epoch"], ignore_index=True)
 

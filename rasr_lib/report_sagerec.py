@@ -464,26 +464,14 @@ def table6(dataset: str, results_dir: str | Path | None = None) -> pd.DataFrame:
     parameters, peak memory (MiB), seconds per epoch and the ratio to SASRec in the same file
     (so every ratio compares runs made on one machine by one command).
     """
-    if results_dir is None:
-        from rasr_lib.runtime import results_dir as default_results_dir
+    from rasr_lib.report import model_benchmark
 
-        results_dir = default_results_dir()
     cols = ["file", "machine", "model", "graph nodes", "graph edges", "parameters", "peak MiB",
             "s/epoch", "x SASRec"]
-    rows = []
-    for path in sorted((Path(results_dir) / dataset).glob("bench-models-*.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        bench = {r["model"]: r for r in data.get("rows", []) if "epoch_s" in r}
-        base = bench.get("sasrec", {}).get("epoch_s")
-        for model in TABLE6_MODELS:
-            if model not in bench:
-                continue
-            r, graph = bench[model], bench[model].get("graph") or {}
-            rows.append({"file": path.name, "machine": r.get("machine", r.get("device")), "model": model,
-                         "graph nodes": graph.get("n_nodes", np.nan), "graph edges": graph.get("n_edges", np.nan),
-                         "parameters": r["n_parameters"], "peak MiB": r.get("peak_memory_mib", np.nan),
-                         "s/epoch": r["epoch_s"], "x SASRec": r["epoch_s"] / base if base else np.nan})
-    return pd.DataFrame(rows, columns=cols)
+    bench = model_benchmark(dataset, results_dir).rename(columns={"params": "parameters"})
+    bench = bench[bench["model"].isin(TABLE6_MODELS)]
+    order = bench["model"].map(TABLE6_MODELS.index)
+    return bench.assign(_order=order).sort_values(["file", "_order"])[cols].reset_index(drop=True)
 
 
 # ----------------------------------------------------------------------------- plots
