@@ -112,6 +112,57 @@ PAPER_REFERENCES: dict[str, dict[str, dict[str, dict[str, float]]]] = {
     },
 }
 
+# A committed result further than this (relative, on any metric) from a paper's row needs a note
+# in PAPER_GAP_NOTES saying why (issue 5); tests/test_report.py fails while one is missing.
+GAP_THRESHOLD = 0.15
+_SAME_CODE_STRONGER = (
+    "RaSR re-ran its baselines under settings it does not state: on Beauty its SASRec and GRU4Rec rows "
+    "sit 15-38 % above the DR4SR paper's rows for the same code. Ours follows DR4SR's code and matches DR4SR's row, so the gap "
+    "to RaSR's row is the gap between the two papers' baselines, not a fault of this backbone."
+)
+_CE_STRONGER = (
+    "Softmax cross-entropy over all items is a stronger recipe than the papers' BCE with one sampled "
+    "negative; this row is meant to be above both papers (chapter 03)."
+)
+# Why a committed result differs from a paper's row by more than GAP_THRESHOLD. Keys: (dataset,
+# model, loss, paper source). Each note says what was checked, not only what is suspected.
+PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
+    ("beauty", "sasrec", "bce", _RASR_T1): _SAME_CODE_STRONGER,
+    ("beauty", "gru4rec", "bce", _RASR_T1): _SAME_CODE_STRONGER,
+    ("beauty", "sasrec", "ce", _RASR_T1): _CE_STRONGER,
+    ("beauty", "sasrec", "ce", _DR4SR_T3): _CE_STRONGER,
+    ("beauty", "dr4sr_gnn", "bce", _RASR_T1_GCE): (
+        "Ours is within 3.2 % of DR4SR's own row for this backbone on every metric, so the model and "
+        "recipe match DR4SR's code; RaSR's 'GCE-GNN' row is 20-22 % higher, as its SASRec and GRU4Rec "
+        "rows are over DR4SR's, or it is the real GCE-GNN (the gcegnn model) and not this backbone."
+    ),
+}
+
+
+def paper_gaps(df: pd.DataFrame, split: str = "test", threshold: float = GAP_THRESHOLD) -> pd.DataFrame:
+    """Run groups of ``df`` further than ``threshold`` from a paper row on some metric, with the note why.
+
+    One row per (dataset, model, loss, paper source): the metric with the largest relative gap,
+    both values, the gap, and the :data:`PAPER_GAP_NOTES` entry ("" while none is written).
+    """
+    ours = results_table(df, split=split, with_paper=False)
+    rows = []
+    for _, r in ours.iterrows():
+        for source, values in PAPER_REFERENCES.get(r["dataset"], {}).get(r["model"], {}).items():
+            gaps = {m: r[m] / values[m] - 1 for m in METRICS if m in values and not math.isnan(r[m])}
+            if not gaps:
+                continue
+            worst = max(gaps, key=lambda m: abs(gaps[m]))
+            if abs(gaps[worst]) <= threshold:
+                continue
+            rows.append({"dataset": r["dataset"], "model": r["model"], "loss": r["loss"], "paper": source,
+                         "metric": worst, "ours": r[worst], "paper value": values[worst],
+                         "gap": gaps[worst],
+                         "note": PAPER_GAP_NOTES.get((r["dataset"], r["model"], r["loss"], source), "")})
+    return pd.DataFrame(rows, columns=["dataset", "model", "loss", "paper", "metric", "ours",
+                                       "paper value", "gap", "note"])
+
+
 def model_benchmark(dataset: str, results_dir: str | Path | None = None) -> pd.DataFrame:
     """Rows of ``benchmarks/bench_models.py`` output for ``dataset``: s/epoch, ratio to SASRec, memory, machine."""
     if results_dir is None:

@@ -183,3 +183,39 @@ def test_model_benchmark_reads_bench_models_output(tmp_path):
     assert table["model"].tolist() == ["bpr", "sasrec"]  # fastest first; the failed model is left out
     assert table["x SASRec"].tolist() == [0.25, 1.0]
     assert report.model_benchmark("toys", tmp_path).empty
+
+
+def test_paper_gaps_flags_only_gaps_beyond_the_threshold(tmp_path):
+    (tmp_path / "beauty").mkdir()
+    dr4sr = "DR4SR Table 3 (original data)"
+
+    def write(model, scale):
+        run = _experiment("beauty", model, 0, 0.0)
+        paper = report.PAPER_REFERENCES["beauty"][model][dr4sr]
+        run["metrics"]["test"] = {m: scale * v for m, v in paper.items()}
+        (tmp_path / "beauty" / f"{model}-bce-full-seed0.json").write_text(json.dumps(run))
+
+    write("sasrec", 1.10)  # +10 % over DR4SR's row and 3.5-6.7 % under RaSR's: no gap
+    assert report.paper_gaps(load_results(tmp_path)).empty
+    write("gru4rec", 2.0)  # twice DR4SR's row: +100 % on every metric
+    gaps = report.paper_gaps(load_results(tmp_path))
+    assert set(gaps["model"]) == {"gru4rec"}
+    gru = gaps[gaps["paper"] == dr4sr].iloc[0]
+    assert gru["gap"] == pytest.approx(1.0)
+    assert gru["note"] == ""  # nobody explained this invented run
+    rasr = gaps[gaps["paper"] == "RaSR Table 1 (original data)"].iloc[0]
+    assert rasr["metric"] == "ndcg@10" and rasr["gap"] == pytest.approx(2 * 0.0107 / 0.0127 - 1)
+    assert report.paper_gaps(load_results(tmp_path), threshold=10.0).empty
+
+
+def test_every_committed_gap_to_a_paper_has_a_note():
+    from rasr_lib.runtime import REPO_ROOT
+
+    df = load_results(REPO_ROOT / "results")
+    full = df[(df["kind"] == "experiment") & (df["profile"] == "full")]
+    gaps = report.paper_gaps(full)
+    missing = gaps[gaps["note"] == ""]
+    assert missing.empty, (
+        "results differ from a paper by more than 15 % with no PAPER_GAP_NOTES entry: "
+        + "; ".join(f"{r.dataset} {r.model} {r.loss} vs {r.paper} ({r.metric} {100 * r.gap:+.0f} %)"
+                    for r in missing.itertuples()))
