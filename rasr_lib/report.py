@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 RECORD_MIME_PREFIX = "application/papermill.record/"
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
-VARIANT_PATTERN = r"-graph\b|-sg[0-9a-f]{6}\b"  # run-name parts of variants (train_run.run_name)
+OVERRIDE_PATTERN = r"-o[0-9a-f]{6}\b"  # run-name part of a run off its model's recipe (train_run.run_name)
+VARIANT_PATTERN = r"-graph\b|-sg[0-9a-f]{6}\b|" + OVERRIDE_PATTERN  # run-name parts of variants
 
 # Reference numbers from the papers: full ranking, leave-one-out, R@10 / R@20 / N@10 / N@20.
 # Keys: dataset -> model -> source -> metrics. Read from the tables named in each source string.
@@ -322,7 +323,7 @@ def results_table(
     keys = ["dataset", "model", "loss", "profile", "protocol"]
     if "data" in df:
         df = df[df["data"].fillna("original") == "original"]
-    if "path" in df:  # variants (SAGERec ablations "-sg<hash>", a backbone + graph "-graph") are not the model's row
+    if "path" in df:  # variants (SAGERec ablations "-sg<hash>", a backbone + graph "-graph", a --set run "-o<hash>")
         df = df[~df["path"].astype(str).str.contains(VARIANT_PATTERN, regex=True)]
     runs = df[df["kind"] == "experiment"] if "kind" in df else df
     runs = runs.dropna(subset=[c for c in cols if c in runs], how="all")

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from rasr_lib.config import RegenConfig
-from rasr_lib.report import METRICS, load_history
+from rasr_lib.report import METRICS, OVERRIDE_PATTERN, load_history
 
 DATA_VARIANTS = ("original", "dr4sr", "rasr")  # the row order of Table 1
 DATA_LABELS = {"original": "original data", "dr4sr": "DR4SR", "rasr": "RaSR"}
@@ -129,6 +129,8 @@ def select_runs(
 ) -> pd.DataFrame:
     """Runs on ``data`` (and ``model``/``loss`` if given) at the default regeneration settings updated by ``regen``."""
     mask = runs["data"] == data
+    if "path" in runs:  # a run off its model's recipe (--set ...) is no cell of a table
+        mask &= ~runs["path"].astype(str).str.contains(OVERRIDE_PATTERN, regex=True)
     if model is not None:
         mask &= runs["model"] == model
     if loss is not None:

@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from rasr_lib.config import SageRecConfig
-from rasr_lib.report import METRICS, load_results
+from rasr_lib.report import METRICS, OVERRIDE_PATTERN, load_results
 
 NOT_RUN = "not run yet"
 # Rows of Tables 3/4 present in this project (TransRec is not: see the deviations page).
@@ -166,10 +166,12 @@ def _sagerec_matches(runs: pd.DataFrame, settings: Mapping[str, Any]) -> pd.Seri
 def select(
     df: pd.DataFrame, dataset: str, model: str, protocol: str = "full", loss: str = "bce",
     sagerec: Mapping[str, Any] | None = None, profile: str = "full", graph: bool = False,
+    recipe_overrides: bool = False,
 ) -> pd.DataFrame:
     """Training runs of one cell: original data, ``model``, ``loss``, ``protocol``; SAGERec at ``sagerec`` settings.
 
-    ``graph`` selects the backbone with SAGERec's graph module (§5.6) instead of the plain one.
+    ``graph`` selects the backbone with SAGERec's graph module (§5.6) instead of the plain one;
+    ``recipe_overrides`` also keeps runs whose name carries ``-o<hash>`` (trained off the recipe).
     """
     if df.empty or "kind" not in df:
         return df.iloc[0:0]
@@ -179,6 +181,8 @@ def select(
             & (df["data"].fillna("original") == "original"))
     if model != "sagerec":
         mask &= df["semantic_graph"] == graph
+    if not recipe_overrides and "path" in df:  # a run off the model's recipe (--set ...) is no cell
+        mask &= ~df["path"].astype(str).str.contains(OVERRIDE_PATTERN, regex=True)
     runs = df[mask]
     if model == "sagerec" or graph:
         runs = runs[_sagerec_matches(runs, sagerec or {})]

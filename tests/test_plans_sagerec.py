@@ -123,3 +123,43 @@ def test_zoo_plan_has_every_backbone_with_its_own_recipe():
     for name, c in cells.items():
         assert c.model.name == name and c.regen.method == "none"
         assert c.train.loss == MODEL_DEFAULTS[name].get("train.loss", "bce")
+
+
+def test_a_run_off_its_recipe_gets_its_own_name():
+    recipe = load_config("beauty", "full", model="sagerec")
+    no_decay = load_config("beauty", "full", {"train.lr_decay_patience": 0}, model="sagerec")
+    assert run_name(recipe) == "sagerec-bce-full-seed0"
+    assert run_name(no_decay).startswith("sagerec-bce-full-seed0-o") and len(run_name(no_decay)) == 30
+    assert run_name(load_config("beauty", "full", {"model.dropout": 0.2})) != run_name(load_config("beauty", "full"))
+    # the evaluation batch size changes no number; named settings are not counted twice
+    for named in ({"eval.batch_size": 1024}, {"train.loss": "ce"}, {"seed": 3}, {"eval.protocol": "sampled100"}):
+        assert "-o" not in run_name(load_config("beauty", "full", named)), named
+
+
+def test_committed_results_are_named_by_their_config():
+    """Every committed result's file name is what run_name gives its recorded config (no rename, no clash)."""
+    import json
+
+    from rasr_lib.runtime import REPO_ROOT
+
+    paths = sorted((REPO_ROOT / "results").glob("*/*-full-seed*.json"))
+    assert paths
+    for path in paths:
+        data = json.loads(path.read_text())
+        if "config" not in data:
+            continue
+        flat = _flat_dict(data["config"])
+        cfg = load_config(data["config"]["data"]["dataset"], data["config"]["profile"], flat,
+                          model=data["config"]["model"]["name"])
+        assert run_name(cfg) == path.stem, path.name
+
+
+def _flat_dict(config: dict) -> dict:
+    """A recorded config as dotted overrides (profile and model name left to load_config)."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": v for k, v in value.items() if f"{key}.{k}" != "model.name"})
+        elif key != "profile":
+            out[key] = value
+    return out

@@ -117,10 +117,11 @@ def test_load_results_and_results_table(tmp_path):
         path.write_text(json.dumps(_experiment("beauty", "sasrec", seed, value)))
     (tmp_path / "beauty" / "02_data-quick.json").write_text(json.dumps(
         {"notebook": "02_data", "dataset": "beauty", "profile": "quick", "records": {"data/beauty/n_users": 22363}}))
-    for variant in ("sasrec-bce-full-seed0-graph", "sasrec-bce-full-seed0-sg1a2b3c"):  # not the SASRec row
+    variants = ("sasrec-bce-full-seed0-graph", "sasrec-bce-full-seed0-sg1a2b3c", "sasrec-bce-full-seed0-o1a2b3c")
+    for variant in variants:
         (tmp_path / "beauty" / f"{variant}.json").write_text(json.dumps(_experiment("beauty", "sasrec", 0, 0.9)))
     df = load_results(tmp_path)
-    assert len(df) == 5
+    assert len(df) == 6
     runs = df[(df["kind"] == "experiment") & (df["test/ndcg@20"] < 0.5)]
     assert list(runs["test/ndcg@20"]) == [0.040, 0.042]
     assert list(runs["n_epochs"]) == [2, 2]

@@ -8,10 +8,11 @@ import logging
 import platform
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from rasr_lib.config import ExperimentConfig, config_hash, config_to_dict
+from rasr_lib.config import ExperimentConfig, config_hash, config_to_dict, load_config
 from rasr_lib.data import leave_one_out, load_dataset
 from rasr_lib.evaluation import cold_target_users, evaluate, metrics_from_ranks, protocol_name
 from rasr_lib.models import build_model
@@ -30,11 +31,12 @@ def describe_device(device: torch.device) -> str:
 
 
 def run_name(cfg: ExperimentConfig) -> str:
-    """File stem of a run's committed result: ``<model>-<loss>-<profile>-seed<seed>[-<protocol>][-graph][-sg<hash>][-<method>-<hash>]``.
+    """File stem of a run's committed result: ``<model>-<loss>-<profile>-seed<seed>[-<protocol>][-graph][-sg<hash>][-o<hash>][-<method>-<hash>]``.
 
-    A non-default protocol, non-default SAGERec settings (ablations) and regenerated data (method
-    and a hash of every regeneration setting) extend the name, so the cells of a grid never
-    overwrite each other.
+    A non-default protocol, non-default SAGERec settings (ablations), any other departure from
+    the model's own recipe (``-o``: a hash of :func:`recipe_overrides`) and regenerated data
+    (method and a hash of every regeneration setting) extend the name, so the cells of a grid and
+    a one-off ``--set`` run never overwrite the model's row.
     """
     stem = f"{cfg.model.name}-{cfg.train.loss}-{cfg.profile}-seed{cfg.seed}"
     if cfg.eval.protocol != "full":
@@ -43,9 +45,39 @@ def run_name(cfg: ExperimentConfig) -> str:
         stem += "-graph"  # SAGERec §5.6: the backbone with the semantic graph module
     if (cfg.model.name == "sagerec" or cfg.model.semantic_graph) and cfg.sagerec != type(cfg.sagerec)():
         stem += f"-sg{config_digest(dataclasses.asdict(cfg.sagerec), 6)}"
+    overrides = recipe_overrides(cfg)
+    if overrides:
+        stem += f"-o{config_digest(overrides, 6)}"
     if cfg.regen.method != "none":
         stem += f"-{cfg.regen.method}-{config_digest(dataclasses.asdict(cfg.regen), 6)}"
     return stem
+
+
+# Settings a run name already says (or that change no number), by section; None = the whole section.
+_NAMED_ELSEWHERE: dict[str, tuple[str, ...] | None] = {
+    "": ("seed", "profile", "device"), "data": ("dataset",), "model": ("name", "semantic_graph"),
+    "train": ("loss",), "eval": ("protocol", "batch_size"), "regen": None, "sagerec": None}
+
+
+def recipe_overrides(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Dotted settings of ``cfg`` that differ from its model's own recipe on its profile and dataset.
+
+    Left out: what the run name already carries (seed, loss, protocol, semantic graph, SAGERec
+    and regeneration settings) and the evaluation batch size, which changes no number.
+    """
+    recipe = config_to_dict(load_config(cfg.data.dataset, cfg.profile, model=cfg.model.name))
+    diff = {}
+    for section, values in config_to_dict(cfg).items():
+        if not isinstance(values, dict):  # a top-level setting
+            if section not in _NAMED_ELSEWHERE[""] and values != recipe[section]:
+                diff[section] = values
+            continue
+        skip = _NAMED_ELSEWHERE.get(section, ())
+        if skip is None:
+            continue
+        diff.update({f"{section}.{key}": value for key, value in values.items()
+                     if key not in skip and value != recipe[section][key]})
+    return diff
 
 
 def run_dir(cfg: ExperimentConfig) -> Path:
