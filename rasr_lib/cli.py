@@ -69,8 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("name", choices=list(PLANS),
                       help="RaSR: table1: {SASRec, GRU4Rec} x {bce, ce} x {original, DR4SR, RaSR}; "
                            "fig3: ablations; fig4: ratio grid; fig5: window and decay. "
-                           "SAGERec: sagerec-table3: {SAGERec, SASRec, GRU4Rec} x {full, sampled100} "
-                           "x seeds SEED..SEED+4 (Tables 3 and 4); sagerec-table5: ablations A-E")
+                           "SAGERec: sagerec-table3: SAGERec and its 9 baselines x {full, sampled100} "
+                           "x seeds SEED..SEED+4 (Tables 3 and 4); sagerec-table5: ablations A-E; "
+                           "sagerec-encoder: backbones +/- the graph module (§5.6); zoo: every backbone")
     plan.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
     plan.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     plan.add_argument("--seed", type=int, default=0)
