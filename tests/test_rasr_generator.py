@@ -127,6 +127,27 @@ def test_gradient_reaches_ws_and_item_table(toy):
     assert model.item_embedding.weight.grad[0].abs().sum().item() == 0.0  # padding: never input nor target
 
 
+def test_never_targets_in_place_gives_the_masked_loss_and_gradient(toy):
+    """PAD/SOS set to -inf in place == an explicit masked cross-entropy, value and gradient."""
+    model = tiny_model(toy, n_memories=1, dropout=0.0)
+    src, tgt = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([[3, 12], [5, 4]])
+    ce, _ = model.loss(src, tgt)
+    ce.backward()
+    fast = model.item_embedding.weight.grad.clone()
+    model.zero_grad()
+    tgt_in, tgt_out = model.teacher_forcing(tgt)
+    states, _, _ = model._states(src, tgt_in)
+    valid = tgt_out > 0
+    logits = states[valid] @ model.item_embedding.weight.T
+    blocked = torch.zeros(model.vocab_size, dtype=torch.bool)
+    blocked[[0, model.sos]] = True
+    reference = torch.nn.functional.cross_entropy(logits.masked_fill(blocked, -torch.inf), tgt_out[valid])
+    reference.backward()
+    assert ce.item() == pytest.approx(reference.item(), rel=1e-6)
+    torch.testing.assert_close(fast, model.item_embedding.weight.grad)
+    assert torch.isinf(model(src, tgt_in)[..., [0, model.sos]]).all()
+
+
 def test_relation_features_follow_eq_5_to_7(toy):
     """f(i) = f_c + f_t + W_s e_i with the row-normalised top-k weights, by hand for one item."""
     model = tiny_model(toy, neighbours=3)

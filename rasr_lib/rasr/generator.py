@@ -464,10 +464,14 @@ class SequenceGenerator(nn.Module):
         return logits
 
     def _never_targets(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits [..., V] with PAD and SOS at -inf: they are never targets (DR4SR keeps them)."""
-        blocked = torch.zeros(self.vocab_size, dtype=torch.bool, device=logits.device)
-        blocked[[0, self.sos]] = True
-        return logits.masked_fill(blocked, -torch.inf)
+        """Logits [..., V] with PAD and SOS set to -inf in place: they are never targets (DR4SR keeps them).
+
+        In place on the fresh matmul output: two columns are written instead of copying the whole
+        [N, V] matrix forward and backward (about 10 % of a training step on the CPU).
+        """
+        logits[..., 0] = -torch.inf
+        logits[..., self.sos] = -torch.inf
+        return logits
 
     def teacher_forcing(self, tgt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eq. (8) inputs SOS + target and outputs target + EOS, LongTensor[B, min(L, max_len) + 1] each.
