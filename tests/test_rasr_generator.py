@@ -127,10 +127,11 @@ def test_gradient_reaches_ws_and_item_table(toy):
     assert model.item_embedding.weight.grad[0].abs().sum().item() == 0.0  # padding: never input nor target
 
 
-def test_never_targets_in_place_gives_the_masked_loss_and_gradient(toy):
-    """PAD/SOS set to -inf in place == an explicit masked cross-entropy, value and gradient."""
-    model = tiny_model(toy, n_memories=1, dropout=0.0)
-    src, tgt = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([[3, 12], [5, 4]])
+@pytest.mark.parametrize("extractive", [False, True])
+def test_loss_over_possible_targets_equals_the_masked_full_vocabulary_loss(toy, extractive):
+    """CE over items + EOS only == CE over the whole vocabulary with PAD/SOS (and non-source items) at -inf."""
+    model = tiny_model(toy, n_memories=1, dropout=0.0, extractive_mask=extractive)
+    src, tgt = torch.tensor([[1, 2, 3], [4, 5, 0]]), torch.tensor([[3, 2], [5, 4]])  # targets in the sources
     ce, _ = model.loss(src, tgt)
     ce.backward()
     fast = model.item_embedding.weight.grad.clone()
@@ -141,9 +142,13 @@ def test_never_targets_in_place_gives_the_masked_loss_and_gradient(toy):
     logits = states[valid] @ model.item_embedding.weight.T
     blocked = torch.zeros(model.vocab_size, dtype=torch.bool)
     blocked[[0, model.sos]] = True
-    reference = torch.nn.functional.cross_entropy(logits.masked_fill(blocked, -torch.inf), tgt_out[valid])
+    logits = logits.masked_fill(blocked, -torch.inf)
+    if extractive:
+        rows = torch.nonzero(valid)[:, 0]
+        logits = logits.masked_fill(~model.source_membership(model.source_tokens(src))[rows], -torch.inf)
+    reference = torch.nn.functional.cross_entropy(logits, tgt_out[valid])
     reference.backward()
-    assert ce.item() == pytest.approx(reference.item(), rel=1e-6)
+    assert np.isfinite(ce.item()) and ce.item() == pytest.approx(reference.item(), rel=1e-6)
     torch.testing.assert_close(fast, model.item_embedding.weight.grad)
     assert torch.isinf(model(src, tgt_in)[..., [0, model.sos]]).all()
 

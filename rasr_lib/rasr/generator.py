@@ -467,7 +467,7 @@ class SequenceGenerator(nn.Module):
         """Logits [..., V] with PAD and SOS set to -inf in place: they are never targets (DR4SR keeps them).
 
         In place on the fresh matmul output: two columns are written instead of copying the whole
-        [N, V] matrix forward and backward (about 10 % of a training step on the CPU).
+        [N, V] matrix (decoding calls this every step; training scores only possible targets).
         """
         logits[..., 0] = -torch.inf
         logits[..., self.sos] = -torch.inf
@@ -497,11 +497,19 @@ class SequenceGenerator(nn.Module):
         tgt_in, tgt_out = self.teacher_forcing(tgt)
         states, weights, tokens = self._states(src, tgt_in)
         valid = tgt_out > 0
-        logits = self._never_targets(states[valid] @ self.item_embedding.weight.T)  # real positions: [N, V]
+        # Score only the possible targets (items 1..n and EOS): the same softmax as masking PAD and
+        # SOS with -inf, without writing, copying and zeroing an [N, V] matrix every step.
+        table = self.item_embedding.weight
+        candidates = torch.cat([table[1 : self.n_items + 1], table[self.eos :]])  # [n_items + 1, d]
+        logits = states[valid] @ candidates.T  # real positions: [N, n_items + 1]
+        target = tgt_out[valid]
+        target = torch.where(target == self.eos, self.n_items, target - 1)  # column in ``candidates``
         if self.cfg.extractive_mask:
             rows = torch.nonzero(valid)[:, 0]
-            logits = logits.masked_fill(~self.source_membership(tokens)[rows], -torch.inf)
-        ce = F.cross_entropy(logits, tgt_out[valid])
+            member = self.source_membership(tokens)[rows]
+            allowed = torch.cat([member[:, 1 : self.n_items + 1], member[:, self.eos :]], dim=1)
+            logits = logits.masked_fill(~allowed, -torch.inf)
+        ce = F.cross_entropy(logits, target)
         if weights is None:
             entropy = ce.new_zeros(())
         else:
