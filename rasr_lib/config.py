@@ -390,6 +390,22 @@ def load_config(
     return cfg
 
 
+def config_from_dict(recorded: dict[str, Any]) -> ExperimentConfig:
+    """The :class:`ExperimentConfig` a result file recorded (``config_to_dict`` output); settings added
+    since then take their defaults. Raises ``ValueError`` for a setting that no longer exists."""
+    overrides = {}
+    for key, value in recorded.items():
+        if isinstance(value, dict):
+            overrides.update({f"{key}.{k}": v for k, v in value.items() if f"{key}.{k}" != "model.name"})
+        elif key != "profile":
+            overrides[key] = value
+    try:
+        return load_config(recorded["data"]["dataset"], recorded.get("profile", "quick"), overrides,
+                           model=recorded["model"]["name"])
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"not a recorded experiment config: {err}") from None
+
+
 def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
     """Plain nested dict of a config (JSON-serialisable)."""
     return dataclasses.asdict(cfg)

@@ -140,26 +140,12 @@ def test_committed_results_are_named_by_their_config():
     """Every committed result's file name is what run_name gives its recorded config (no rename, no clash)."""
     import json
 
+    from rasr_lib.config import config_from_dict
     from rasr_lib.runtime import REPO_ROOT
 
     paths = sorted((REPO_ROOT / "results").glob("*/*-full-seed*.json"))
     assert paths
     for path in paths:
         data = json.loads(path.read_text())
-        if "config" not in data:
-            continue
-        flat = _flat_dict(data["config"])
-        cfg = load_config(data["config"]["data"]["dataset"], data["config"]["profile"], flat,
-                          model=data["config"]["model"]["name"])
-        assert run_name(cfg) == path.stem, path.name
-
-
-def _flat_dict(config: dict) -> dict:
-    """A recorded config as dotted overrides (profile and model name left to load_config)."""
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            out.update({f"{key}.{k}": v for k, v in value.items() if f"{key}.{k}" != "model.name"})
-        elif key != "profile":
-            out[key] = value
-    return out
+        if "config" in data:
+            assert run_name(config_from_dict(data["config"])) == path.stem, path.name

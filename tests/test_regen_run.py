@@ -163,3 +163,24 @@ def test_cli_lists_a_plan_and_rejects_bad_input(capsys):
     assert [line.split()[-1] for line in lines] == expected
     assert main(["regenerate", "--set", "regen.ratio=2"]) == 2
     assert "regen.ratio" in capsys.readouterr().err
+
+
+def test_a_committed_result_is_not_retrained_on_a_fresh_clone(dirs):
+    """runs/ is a cache: a published result with the same settings is returned as it is."""
+    import shutil
+
+    cfg = load_config("beauty", "quick", {"data.max_users": USERS, "train.epochs": 1, "device": "cpu"})
+    run_experiment(cfg, publish=True, progress=False)
+    published = dirs / "results" / "beauty" / f"{run_name(cfg)}.json"
+    shutil.rmtree(dirs / "runs")  # a fresh clone: results/ committed, runs/ empty
+    same = load_config("beauty", "quick", {"data.max_users": USERS, "train.epochs": 1, "device": "cpu",
+                                           "eval.batch_size": 64})  # changes no number
+    assert run_experiment(same, publish=True, progress=False) == json.loads(published.read_text())
+    assert not (dirs / "runs").exists()  # nothing was trained
+    # a file whose recorded settings differ is not taken for this run
+    data = json.loads(published.read_text())
+    data["config"]["train"]["lr"] = 0.5
+    published.write_text(json.dumps(data))
+    again = run_experiment(cfg, publish=True, progress=False)
+    assert (dirs / "runs").exists() and again["config"]["train"]["lr"] == cfg.train.lr
+    assert json.loads(published.read_text())["config"]["train"]["lr"] == cfg.train.lr  # republished

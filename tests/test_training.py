@@ -72,7 +72,11 @@ def test_cli_train_writes_result_and_skips_when_done(tmp_path, monkeypatch, caps
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["protocol"] == "full ranking, history masked"
-    published = json.loads((tmp_path / "results" / "beauty" / "sasrec-bce-quick-seed0.json").read_text())
+    from rasr_lib.experiments.train_run import run_name
+
+    cfg = load_config("beauty", "quick", {"data.max_users": 200, "train.epochs": 1})
+    assert run_name(cfg).startswith("sasrec-bce-quick-seed0-o")  # off the quick recipe: its own name
+    published = json.loads((tmp_path / "results" / "beauty" / f"{run_name(cfg)}.json").read_text())
     assert published["metrics"]["test"] == summary["test"]
     assert published["config"]["data"]["max_users"] == 200
     assert main(argv) == 0  # second call reads the finished run back

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from rasr_lib.config import ExperimentConfig, config_hash, config_to_dict, load_config
+from rasr_lib.config import ExperimentConfig, config_from_dict, config_hash, config_to_dict, load_config
 from rasr_lib.data import leave_one_out, load_dataset
 from rasr_lib.evaluation import cold_target_users, evaluate, metrics_from_ranks, protocol_name
 from rasr_lib.models import build_model
@@ -93,6 +93,38 @@ def _write_json(obj: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def same_settings(a: ExperimentConfig, b: ExperimentConfig) -> bool:
+    """True when two configs would train the same run (device and evaluation batch size aside)."""
+    def key(cfg: ExperimentConfig) -> dict:
+        d = config_to_dict(cfg)
+        d.pop("device", None)
+        d["eval"].pop("batch_size", None)
+        return d
+
+    return key(a) == key(b)
+
+
+def committed_result(cfg: ExperimentConfig) -> dict | None:
+    """The published ``results/<dataset>/<run_name>.json`` of this very run, if there is one.
+
+    A result counts when its recorded config trains the same run as ``cfg`` (:func:`same_settings`),
+    so a later command skips it even on a fresh clone whose ``runs/`` is empty; ``--force`` retrains.
+    """
+    path = results_dir() / cfg.data.dataset / f"{run_name(cfg)}.json"
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        recorded = config_from_dict(result.get("config") or {})
+    except ValueError:
+        return None
+    if not same_settings(recorded, cfg):
+        log.warning("%s has other settings than this run; it is not reused", path)
+        return None
+    log.info("skipping run committed as %s", path)
+    return result
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     force: bool = False,
@@ -111,6 +143,11 @@ def run_experiment(
     folder = run_dir(cfg)
     result_path, checkpoint = folder / "result.json", folder / "checkpoint.pt"
     publish = cfg.profile == "full" if publish is None else publish
+    # A published run is finished even when runs/ (a cache) is empty; a private run (publish=False,
+    # e.g. the SASRec whose checkpoint starts a generator) needs its own folder.
+    committed = committed_result(cfg) if publish and not force and not result_path.exists() else None
+    if committed is not None:
+        return committed
     if result_path.exists() and not force:
         result = json.loads(result_path.read_text())
         log.info("skipping finished run %s", result_path)
