@@ -412,7 +412,14 @@ def config_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:
 
 
 def config_hash(cfg: ExperimentConfig, length: int = 10) -> str:
-    """Stable short hash of every setting that changes results (device excluded)."""
+    """Stable short hash of every setting that changes results (device excluded): of :func:`hashed_settings`."""
+    blob = json.dumps(hashed_settings(cfg), sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]
+
+
+def hashed_settings(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The nested settings that name a run: all but the device, settings of sections the run does not
+    use (regeneration on the original data, other models' sections) and unchanged opt-in keys."""
     payload = config_to_dict(cfg)
     payload.pop("device", None)
     if cfg.regen.method == "none":
@@ -427,5 +434,4 @@ def config_hash(cfg: ExperimentConfig, length: int = 10) -> str:
         for name in names:
             if payload[section][name] == getattr(defaults, name):
                 payload[section].pop(name)
-    blob = json.dumps(payload, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:length]
+    return payload

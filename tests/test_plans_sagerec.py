@@ -148,4 +148,6 @@ def test_committed_results_are_named_by_their_config():
     for path in paths:
         data = json.loads(path.read_text())
         if "config" in data:
-            assert run_name(config_from_dict(data["config"])) == path.stem, path.name
+            cfg = config_from_dict(data["config"])
+            assert run_name(cfg) == path.stem, path.name
+            assert config_hash(cfg) == data["config_hash"], path.name  # the hash it was trained under

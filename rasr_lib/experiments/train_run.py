@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 
-from rasr_lib.config import ExperimentConfig, config_from_dict, config_hash, config_to_dict, load_config
+from rasr_lib.config import (
+    ExperimentConfig, config_from_dict, config_hash, config_to_dict, hashed_settings, load_config,
+)
 from rasr_lib.data import leave_one_out, load_dataset
 from rasr_lib.evaluation import cold_target_users, evaluate, metrics_from_ranks, protocol_name
 from rasr_lib.models import build_model
@@ -96,10 +98,9 @@ def _write_json(obj: dict, path: Path) -> None:
 def same_settings(a: ExperimentConfig, b: ExperimentConfig) -> bool:
     """True when two configs would train the same run (device and evaluation batch size aside)."""
     def key(cfg: ExperimentConfig) -> dict:
-        d = config_to_dict(cfg)
-        d.pop("device", None)
-        d["eval"].pop("batch_size", None)
-        return d
+        settings = hashed_settings(cfg)
+        settings["eval"].pop("batch_size", None)
+        return settings
 
     return key(a) == key(b)
 
