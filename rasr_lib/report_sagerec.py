@@ -41,7 +41,9 @@ MODEL_LABELS = {"sagerec": "SAGERec", "bpr": "BPR-MF", "caser": "Caser", "gru4re
                 "sasrec": "SASRec", "bert4rec": "BERT4Rec", "s3rec": "S3-Rec", "dssrec": "DSSRec",
                 "cl4srec": "CL4SRec", "sine": "SINE"}
 PROTOCOLS = ("full", "sampled100")
-SCHEDULE_KEYS = ("lr_decay_patience", "lr_decay_factor", "lr_decay_on")  # train.* settings of the lr schedule
+# train.* settings of SAGERec's recipe that chapter 10 varies: the lr schedule and the L2 on the item table.
+SCHEDULE_KEYS = ("lr_decay_patience", "lr_decay_factor", "lr_decay_on", "emb_l2")
+SCHEDULE_VARIANTS = {"A full": {}, "C w/o graph": {"graph": "none"}}  # Table 5 rows the recipe study uses
 PROTOCOL_LABELS = {"full": "full ranking", "sampled100": "1 + 100 sampled negatives"}
 TOP = {10: ("recall@10", "ndcg@10"), 20: ("recall@20", "ndcg@20")}  # Table 3 = top-10, 4 = top-20
 METRIC_LABELS = {"recall@10": "R@10", "recall@20": "R@20", "ndcg@10": "N@10", "ndcg@20": "N@20"}
@@ -527,59 +529,67 @@ def plot_table5(df: pd.DataFrame, dataset: str, metric: str = "ndcg@20", protoco
 # ----------------------------------------------------------------------------- the lr schedule
 
 
-def schedule_label(patience: Any, factor: Any, on: Any) -> str:
-    """Words for one learning-rate schedule, e.g. ``lr x0.1 after 5 epochs without a lower valid loss``."""
+def schedule_label(patience: Any, factor: Any, on: Any, emb_l2: Any = np.nan) -> str:
+    """Words for one training recipe, e.g. ``lr x0.1 after 5 epochs without a lower validation loss, L2 1e-05``."""
     if pd.isna(patience):
         return "schedule not recorded"
     if int(patience) <= 0:
-        return "constant lr"
-    signal = "lower validation loss" if on == "loss" else "better validation metric"
-    return f"lr x{float(factor):g} after {int(patience)} epochs without a {signal}"
+        words = "constant lr"
+    else:
+        signal = "lower validation loss" if on == "loss" else "better validation metric"
+        words = f"lr x{float(factor):g} after {int(patience)} epochs without a {signal}"
+    if not pd.isna(emb_l2):
+        words += f", L2 {float(emb_l2):g}" if float(emb_l2) > 0 else ", no L2"
+    return words
 
 
 def schedule_table(df: pd.DataFrame, dataset: str, protocol: str = "full") -> pd.DataFrame:
-    """SAGERec at the paper's graph settings, one row per learning-rate schedule: epochs, best epoch, test metrics.
+    """SAGERec (A) and its graph-free variant (C), one row per training recipe: epochs, best epoch, test metrics.
 
     Reads runs off the recipe too (``-o<hash>`` names, e.g. ``--set train.lr_decay_patience=0``);
     needs the ``train/<key>`` columns of :func:`load_sagerec_results`.
     """
-    cols = ["schedule", "seeds", "epochs", "best epoch", *METRICS, "path"]
+    cols = ["variant", "schedule", "seeds", "epochs", "best epoch", *METRICS, "path"]
     if df.empty or not all(f"train/{k}" in df for k in SCHEDULE_KEYS):
         return pd.DataFrame(columns=cols)
-    runs = select(df, dataset, "sagerec", protocol, recipe_overrides=True)
-    if runs.empty:
-        return pd.DataFrame(columns=cols)
-    runs = runs.assign(schedule=[schedule_label(*(r[f"train/{k}"] for k in SCHEDULE_KEYS))
-                                 for _, r in runs.iterrows()])
     rows = []
-    for label, g in runs.groupby("schedule", sort=False):
-        g = g.sort_values("seed", kind="stable")
-        first = g.iloc[0]
-        row = {"schedule": label, "seeds": int(g["seed"].nunique()),
-               "epochs": float(pd.to_numeric(g["n_epochs"], errors="coerce").mean()),
-               "best epoch": float(pd.to_numeric(g["best_epoch"], errors="coerce").mean()),
-               "path": first["path"]}
-        row.update({m: float(per_seed(g, m).mean()) for m in METRICS})
-        rows.append(row)
-    return pd.DataFrame(rows, columns=cols).sort_values("schedule", kind="stable").reset_index(drop=True)
+    for variant, settings in SCHEDULE_VARIANTS.items():
+        runs = select(df, dataset, "sagerec", protocol, sagerec=settings, recipe_overrides=True)
+        if runs.empty:
+            continue
+        runs = runs.assign(schedule=[schedule_label(*(r[f"train/{k}"] for k in SCHEDULE_KEYS))
+                                     for _, r in runs.iterrows()])
+        for label, g in runs.groupby("schedule", sort=True):
+            g = g.sort_values("seed", kind="stable")
+            row = {"variant": variant, "schedule": label, "seeds": int(g["seed"].nunique()),
+                   "epochs": float(pd.to_numeric(g["n_epochs"], errors="coerce").mean()),
+                   "best epoch": float(pd.to_numeric(g["best_epoch"], errors="coerce").mean()),
+                   "path": g.iloc[0]["path"]}
+            row.update({m: float(per_seed(g, m).mean()) for m in METRICS})
+            rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
 
 
 def schedule_text(table: pd.DataFrame, dataset: str) -> str:
-    """Markdown: test N@10 of each committed schedule and the change from the paper's to a constant lr."""
+    """Markdown: test N@10 of each committed recipe, and the change from the paper's recipe per variant."""
     if table.empty:
-        return f"No SAGERec run on {dataset} records its learning-rate schedule."
-    lines = [f"- **{r['schedule']}**: test N@10 {r['ndcg@10']:.4f}, R@10 {r['recall@10']:.4f} "
+        return f"No SAGERec run on {dataset} records its training recipe."
+    lines = [f"- **{r['variant']}**, {r['schedule']}: test N@10 {r['ndcg@10']:.4f}, R@10 {r['recall@10']:.4f} "
              f"(best epoch {r['best epoch']:.0f} of {r['epochs']:.0f}, {r['seeds']} seed(s))"
              for _, r in table.iterrows()]
-    constant = table[table["schedule"] == "constant lr"]
-    paper = table[table["schedule"].str.contains("lower validation loss")]
-    if len(constant) and len(paper):
-        change = 100 * (constant["ndcg@10"].iloc[0] / paper["ndcg@10"].iloc[0] - 1)
-        lines.append(f"\nA constant learning rate changes test N@10 by **{change:+.1f} %** against the "
-                     "paper's plateau schedule.")
-    elif not len(constant):
-        lines.append(f"\nThe constant-lr run is {NOT_RUN}: `python -m rasr_lib train --model sagerec "
-                     "--profile full --set train.lr_decay_patience=0`.")
+    changes = []
+    for variant, g in table.groupby("variant", sort=False):
+        paper = g[g["schedule"].str.contains("lower validation loss") & g["schedule"].str.contains("L2 1e-05")]
+        if paper.empty:
+            continue
+        for _, r in g[g.index != paper.index[0]].iterrows():
+            change = 100 * (r["ndcg@10"] / paper["ndcg@10"].iloc[0] - 1)
+            changes.append(f"{variant}, {r['schedule']}: **{change:+.1f} %** test N@10 against the paper's recipe")
+    if changes:
+        lines.append("\n" + "; ".join(changes) + ".")
+    elif not (table["schedule"].str.startswith("constant lr")).any():
+        lines.append(f"\nThe constant-lr runs are {NOT_RUN}: `python -m rasr_lib train --model sagerec "
+                     "--profile full --set train.lr_decay_patience=0` (add `--set sagerec.graph=none` for C).")
     return "\n".join(lines)
 
 
@@ -587,18 +597,19 @@ def plot_schedule(table: pd.DataFrame, results_dir: str | Path | None = None) ->
     """Validation N@10 (left) and learning rate (right, log) per epoch for each row of :func:`schedule_table`."""
     from rasr_lib.report import load_history
 
-    fig = Figure(figsize=(9, 3.2))
+    fig = Figure(figsize=(10, 3.4))
     ax_metric, ax_lr = fig.subplots(1, 2)
     for _, row in table.iterrows():
         hist = load_history(row["path"], results_dir)
-        ax_metric.plot(hist["epoch"], hist["valid_ndcg@10"], label=row["schedule"])
+        label = f"{row['variant'].split()[0]}: {row['schedule']}"
+        ax_metric.plot(hist["epoch"], hist["valid_ndcg@10"], label=label)
         if "lr" in hist:
-            ax_lr.plot(hist["epoch"], hist["lr"].clip(lower=1e-8), label=row["schedule"])
+            ax_lr.plot(hist["epoch"], hist["lr"].clip(lower=1e-8), label=label)
     ax_metric.set_xlabel("epoch")
     ax_metric.set_ylabel("validation N@10")
     ax_lr.set_xlabel("epoch")
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_yscale("log")
-    ax_metric.legend(fontsize=7)
+    ax_metric.legend(fontsize=6)
     fig.tight_layout()
     return fig

@@ -221,25 +221,32 @@ def test_table6_reads_benchmark_files_and_ratios_within_one_file(tmp_path):
     assert df["kind"].tolist() == ["benchmark"]  # never mistaken for a training run
 
 
-def test_schedule_table_groups_sagerec_runs_by_lr_schedule(tmp_path):
+def test_schedule_table_groups_sagerec_runs_by_training_recipe(tmp_path):
     root = tmp_path / "results"
-    for patience, value in [(5, 0.016), (0, 0.030)]:
-        stem = "sagerec-bce-full-seed0" + ("-o343228" if patience == 0 else "")
-        _write_run(root, seed=0, ndcg10=value, name=stem)
+    cases = [("sagerec-bce-full-seed0", {}, 5, 1e-5, 0.016), ("sagerec-bce-full-seed0-o343228", {}, 0, 1e-5, 0.030),
+             ("sagerec-bce-full-seed0-sg8a7028", {"graph": "none"}, 5, 1e-5, 0.010),
+             ("sagerec-bce-full-seed0-sg8a7028-ocae3dd", {"graph": "none"}, 0, 0.0, 0.025)]
+    for stem, sagerec, patience, l2, value in cases:
+        _write_run(root, seed=0, ndcg10=value, name=stem, **sagerec)
         path = root / "beauty" / f"{stem}.json"
         run = json.loads(path.read_text())
-        run["config"]["train"].update(lr_decay_patience=patience, lr_decay_factor=0.1, lr_decay_on="loss")
+        run["config"]["train"].update(lr_decay_patience=patience, lr_decay_factor=0.1, lr_decay_on="loss",
+                                      emb_l2=l2)
         run["history"] = [{"epoch": e, "valid_ndcg@10": value * e / 3,
                            "lr": 1e-3 if patience == 0 else 10.0 ** -(2 + e)} for e in (1, 2, 3)]
         path.write_text(json.dumps(run))
-    _write_run(root, seed=0, ndcg10=0.5, edge_learning=False)  # an ablation: not a schedule row
+    _write_run(root, seed=0, ndcg10=0.5, edge_learning=False)  # ablation B: no recipe row
     df = rs.load_sagerec_results(root)
     table = rs.schedule_table(df, "beauty")
-    assert list(table["schedule"]) == ["constant lr", "lr x0.1 after 5 epochs without a lower validation loss"]
-    assert table["ndcg@10"].tolist() == pytest.approx([0.030, 0.016])
+    paper = "lr x0.1 after 5 epochs without a lower validation loss, L2 1e-05"
+    assert table[["variant", "schedule"]].values.tolist() == [
+        ["A full", "constant lr, L2 1e-05"], ["A full", paper],
+        ["C w/o graph", "constant lr, no L2"], ["C w/o graph", paper]]
+    assert table["ndcg@10"].tolist() == pytest.approx([0.030, 0.016, 0.025, 0.010])
     assert rs.schedule_table(load_results(root), "beauty").empty  # a plain frame has no train/ columns
     text = rs.schedule_text(table, "beauty")
-    assert "test N@10 0.0300" in text and f"{100 * (0.030 / 0.016 - 1):+.1f} %" in text
-    assert "not run yet" in rs.schedule_text(table.iloc[1:], "beauty")
+    assert f"A full, constant lr, L2 1e-05: **{100 * (0.030 / 0.016 - 1):+.1f} %**" in text
+    assert f"C w/o graph, constant lr, no L2: **{100 * (0.025 / 0.010 - 1):+.1f} %**" in text
+    assert "not run yet" in rs.schedule_text(table[table["schedule"] == paper], "beauty")
     fig = rs.plot_schedule(table, root)
-    assert len(fig.axes[0].lines) == 2 and fig.axes[1].get_yscale() == "log"
+    assert len(fig.axes[0].lines) == 4 and fig.axes[1].get_yscale() == "log"
