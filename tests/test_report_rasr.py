@@ -207,6 +207,9 @@ def test_plan_coverage(results):
     assert not cov.loc[("fig3", "w/o relational aug."), "committed"]
     assert cov.loc[("fig5", "window 3"), "committed"] and not cov.loc[("fig5", "window 5"), "committed"]
     assert cov["committed"].sum() == 6 + 3 + 3 + 4  # table1, fig3, fig4, fig5
+    verdict = rr.regenerator_verdict(cov.reset_index())
+    assert f"**{100 * (0.065 / 0.045 - 1):+.1f} %**" in verdict and "does not hold" in verdict
+    assert f"trained for {cov.loc[('fig3', 'RaSR'), 'gen_epochs']:.0f} epochs" in verdict
 
 
 def test_plan_pipelines():
@@ -268,6 +271,7 @@ def test_everything_handles_an_empty_results_folder(tmp_path):
     assert rr.claim_sentences(claims) == "No Table 1 cells of 'ours' to check yet."
     assert rr.claim_check(cells.iloc[:0]).empty
     assert not rr.plan_coverage(df, "beauty")["committed"].any()
+    assert "not run yet" in rr.regenerator_verdict(rr.plan_coverage(df, "beauty"))
     for fig in (rr.plot_convergence(df, "beauty", results_dir=tmp_path), rr.plot_ablation(df, "beauty"),
                 rr.plot_ratio_grid(df, "beauty"), rr.plot_sensitivity(df, "beauty"),
                 rr.plot_convergence_grid(df, "beauty", results_dir=tmp_path)):
