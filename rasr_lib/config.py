@@ -134,7 +134,7 @@ class CL4SRecConfig:
     crop_eta: float = 0.2  # item crop keeps max(1, floor(eta * n)) continuous items (DR4SR Item_Crop, Beauty: 0.2)
     mask_gamma: float = 0.7  # item mask replaces floor(gamma * n) items by [mask] (DR4SR Item_Mask, Beauty: 0.7)
     reorder_beta: float = 0.2  # item reorder shuffles floor(beta * n) continuous items (DR4SR Item_Reorder, Beauty: 0.2)
-    pooling: str = "last"  # view representation: last (last real state, the paper) | mean (DR4SR's code)
+    pooling: str = "mean"  # view representation: mean of real states (DR4SR's code) | last (last real state)
 
 
 @dataclass(frozen=True)

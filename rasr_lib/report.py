@@ -125,13 +125,6 @@ _CE_STRONGER = (
     "Softmax cross-entropy over all items is a stronger recipe than the papers' BCE with one sampled "
     "negative; this row is meant to be above both papers (chapter 03)."
 )
-_CL4SREC_GAP = (
-    "Ours is 4 % below our SASRec with the same encoder and BCE recipe (and that SASRec matches DR4SR's "
-    "SASRec row within 2 %), while DR4SR reports CL4SRec 18 % above its SASRec: the gap is in the "
-    "contrastive part, not the backbone. It also learns slowly here (best epoch 145 of 165, against 54 "
-    "for SASRec). DR4SR's code pools the mean of the view's states, the CL4SRec paper (and our default) "
-    "the last state; `--set cl4srec.pooling=mean` runs DR4SR's reading (see the -o run, if committed)."
-)
 # Why a committed result differs from a paper's row by more than GAP_THRESHOLD. Keys: (dataset,
 # model, loss, paper source). Each note says what was checked, not only what is suspected.
 PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
@@ -139,8 +132,6 @@ PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
     ("beauty", "gru4rec", "bce", _RASR_T1): _SAME_CODE_STRONGER,
     ("beauty", "sasrec", "ce", _RASR_T1): _CE_STRONGER,
     ("beauty", "sasrec", "ce", _DR4SR_T3): _CE_STRONGER,
-    ("beauty", "cl4srec", "bce", _DR4SR_T3): _CL4SREC_GAP,
-    ("beauty", "cl4srec", "bce", _RASR_T1): _CL4SREC_GAP,
     ("beauty", "dr4sr_gnn", "bce", _RASR_T1_GCE): (
         "Ours is within 3.2 % of DR4SR's own row for this backbone on every metric, so the model and "
         "recipe match DR4SR's code; RaSR's 'GCE-GNN' row is 20-22 % higher, as its SASRec and GRU4Rec "

@@ -131,6 +131,8 @@ def test_a_run_off_its_recipe_gets_its_own_name():
     assert run_name(recipe) == "sagerec-bce-full-seed0"
     assert run_name(no_decay).startswith("sagerec-bce-full-seed0-o") and len(run_name(no_decay)) == 30
     assert run_name(load_config("beauty", "full", {"model.dropout": 0.2})) != run_name(load_config("beauty", "full"))
+    # a section the model never reads changes nothing
+    assert run_name(load_config("beauty", "full", {"cl4srec.pooling": "last"})) == "sasrec-bce-full-seed0"
     # the evaluation batch size changes no number; named settings are not counted twice
     for named in ({"eval.batch_size": 1024}, {"train.loss": "ce"}, {"seed": 3}, {"eval.protocol": "sampled100"}):
         assert "-o" not in run_name(load_config("beauty", "full", named)), named

@@ -64,22 +64,27 @@ _NAMED_ELSEWHERE: dict[str, tuple[str, ...] | None] = {
 def recipe_overrides(cfg: ExperimentConfig) -> dict[str, Any]:
     """Dotted settings of ``cfg`` that differ from its model's own recipe on its profile and dataset.
 
-    Left out: what the run name already carries (seed, loss, protocol, semantic graph, SAGERec
+    Only sections the model reads count (those :func:`~rasr_lib.config.hashed_settings` keeps);
+    left out is what the run name already carries (seed, loss, protocol, semantic graph, SAGERec
     and regeneration settings) and the evaluation batch size, which changes no number.
     """
-    recipe = config_to_dict(load_config(cfg.data.dataset, cfg.profile, model=cfg.model.name))
-    diff = {}
-    for section, values in config_to_dict(cfg).items():
-        if not isinstance(values, dict):  # a top-level setting
-            if section not in _NAMED_ELSEWHERE[""] and values != recipe[section]:
-                diff[section] = values
-            continue
-        skip = _NAMED_ELSEWHERE.get(section, ())
-        if skip is None:
-            continue
-        diff.update({f"{section}.{key}": value for key, value in values.items()
-                     if key not in skip and value != recipe[section][key]})
-    return diff
+    def flat(c: ExperimentConfig) -> dict[str, Any]:
+        used = set(hashed_settings(c))
+        out = {}
+        for section, values in config_to_dict(c).items():
+            if section not in used:
+                continue
+            if not isinstance(values, dict):
+                if section not in _NAMED_ELSEWHERE[""]:
+                    out[section] = values
+                continue
+            skip = _NAMED_ELSEWHERE.get(section, ())
+            if skip is not None:
+                out.update({f"{section}.{k}": v for k, v in values.items() if k not in skip})
+        return out
+
+    ours, recipe = flat(cfg), flat(load_config(cfg.data.dataset, cfg.profile, model=cfg.model.name))
+    return {key: value for key, value in ours.items() if value != recipe.get(key)}
 
 
 def run_dir(cfg: ExperimentConfig) -> Path:

