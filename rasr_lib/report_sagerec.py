@@ -115,7 +115,7 @@ def load_sagerec_results(results_dir: str | Path | None = None) -> pd.DataFrame:
         config = data.get("config") if isinstance(data.get("config"), dict) else {}
         row = {"eval_protocol": (config.get("eval") or {}).get("protocol", np.nan),
                "n_parameters": data.get("n_parameters"), "train_seconds": data.get("train_seconds"),
-               "epochs_run": data.get("epochs_run"),
+               "epochs_run": data.get("epochs_run"), "interrupted": bool(data.get("interrupted", False)),
                "graph/n_edges": (data.get("graph") or {}).get("n_edges"),
                "graph/n_nodes": (data.get("graph") or {}).get("n_nodes"),
                "semantic_graph": bool((config.get("model") or {}).get("semantic_graph", False))}
@@ -549,7 +549,7 @@ def schedule_table(df: pd.DataFrame, dataset: str, protocol: str = "full") -> pd
     Reads runs off the recipe too (``-o<hash>`` names, e.g. ``--set train.lr_decay_patience=0``);
     needs the ``train/<key>`` columns of :func:`load_sagerec_results`.
     """
-    cols = ["variant", "schedule", "seeds", "epochs", "best epoch", *METRICS, "path"]
+    cols = ["variant", "schedule", "seeds", "epochs", "best epoch", "interrupted", *METRICS, "path"]
     if df.empty or not all(f"train/{k}" in df for k in SCHEDULE_KEYS):
         return pd.DataFrame(columns=cols)
     rows = []
@@ -564,6 +564,7 @@ def schedule_table(df: pd.DataFrame, dataset: str, protocol: str = "full") -> pd
             row = {"variant": variant, "schedule": label, "seeds": int(g["seed"].nunique()),
                    "epochs": float(pd.to_numeric(g["n_epochs"], errors="coerce").mean()),
                    "best epoch": float(pd.to_numeric(g["best_epoch"], errors="coerce").mean()),
+                   "interrupted": bool(g.get("interrupted", pd.Series(False, index=g.index)).fillna(False).any()),
                    "path": g.iloc[0]["path"]}
             row.update({m: float(per_seed(g, m).mean()) for m in METRICS})
             rows.append(row)
@@ -574,9 +575,10 @@ def schedule_text(table: pd.DataFrame, dataset: str) -> str:
     """Markdown: test N@10 of each committed recipe, and the change from the paper's recipe per variant."""
     if table.empty:
         return f"No SAGERec run on {dataset} records its training recipe."
+    cut = " **cut short** by the time budget, still improving"
     lines = [f"- **{r['variant']}**, {r['schedule']}: test N@10 {r['ndcg@10']:.4f}, R@10 {r['recall@10']:.4f} "
-             f"(best epoch {r['best epoch']:.0f} of {r['epochs']:.0f}, {r['seeds']} seed(s))"
-             for _, r in table.iterrows()]
+             f"(best epoch {r['best epoch']:.0f} of {r['epochs']:.0f}, {r['seeds']} seed(s)"
+             f"{cut if r['interrupted'] else ''})" for _, r in table.iterrows()]
     changes = []
     for variant, g in table.groupby("variant", sort=False):
         paper = g[g["schedule"].str.contains("lower validation loss") & g["schedule"].str.contains("L2 1e-05")]

@@ -232,6 +232,7 @@ def test_schedule_table_groups_sagerec_runs_by_training_recipe(tmp_path):
         run = json.loads(path.read_text())
         run["config"]["train"].update(lr_decay_patience=patience, lr_decay_factor=0.1, lr_decay_on="loss",
                                       emb_l2=l2)
+        run["interrupted"] = stem.endswith("-o343228")  # one run cut at the time budget
         run["history"] = [{"epoch": e, "valid_ndcg@10": value * e / 3,
                            "lr": 1e-3 if patience == 0 else 10.0 ** -(2 + e)} for e in (1, 2, 3)]
         path.write_text(json.dumps(run))
@@ -247,6 +248,8 @@ def test_schedule_table_groups_sagerec_runs_by_training_recipe(tmp_path):
     text = rs.schedule_text(table, "beauty")
     assert f"A full, constant lr, L2 1e-05: **{100 * (0.030 / 0.016 - 1):+.1f} %**" in text
     assert f"C w/o graph, constant lr, no L2: **{100 * (0.025 / 0.010 - 1):+.1f} %**" in text
+    assert table["interrupted"].tolist() == [True, False, False, False]
+    assert text.count("cut short") == 1
     assert "not run yet" in rs.schedule_text(table[table["schedule"] == paper], "beauty")
     fig = rs.plot_schedule(table, root)
     assert len(fig.axes[0].lines) == 4 and fig.axes[1].get_yscale() == "log"
