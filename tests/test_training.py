@@ -102,6 +102,12 @@ def test_cli_finish_now_reports_an_interrupted_run(tmp_path, monkeypatch, capsys
     summary = json.loads(capsys.readouterr().out)
     result = json.loads((run_dir(cfg) / "result.json").read_text())
     assert result["interrupted"] is True and result["epochs_run"] == 2 == summary["epochs_run"]
+    assert main(base + ["--finish-now"]) == 0  # finishing again changes nothing
+    assert json.loads(capsys.readouterr().out)["epochs_run"] == 2
+    assert main(base) == 0  # asked again without --finish-now: trains on from epoch 3 to the end
+    resumed = json.loads((run_dir(cfg) / "result.json").read_text())
+    assert resumed["interrupted"] is False and resumed["epochs_run"] == 5
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize("argv,message", [

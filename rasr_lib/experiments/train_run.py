@@ -131,6 +131,11 @@ def committed_result(cfg: ExperimentConfig) -> dict | None:
     return result
 
 
+def _resumable(result: dict, checkpoint: Path, stop_now: bool) -> bool:
+    """A result cut short (``--finish-now``) whose checkpoint is still here trains on when asked again."""
+    return bool(result.get("interrupted")) and checkpoint.exists() and not stop_now
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     force: bool = False,
@@ -141,8 +146,9 @@ def run_experiment(
     """Train ``cfg.model`` on ``cfg.data``, evaluate on the test part, return and save the result.
 
     A finished run (same config hash) is read back instead of retrained unless ``force``; an
-    interrupted one resumes from its last epoch checkpoint. ``publish`` (default: the full
-    profile) also copies the result to ``results/<dataset>/<run_name>.json`` for the book.
+    interrupted one resumes from its last epoch checkpoint, also after ``stop_now`` published it.
+    ``publish`` (default: the full profile) also copies the result to
+    ``results/<dataset>/<run_name>.json`` for the book.
     ``stop_now`` ends an interrupted run at its last checkpoint (best epoch so far) and marks
     the result ``"interrupted": true``.
     """
@@ -152,10 +158,11 @@ def run_experiment(
     # A published run is finished even when runs/ (a cache) is empty; a private run (publish=False,
     # e.g. the SASRec whose checkpoint starts a generator) needs its own folder.
     committed = committed_result(cfg) if publish and not force and not result_path.exists() else None
-    if committed is not None:
+    if committed is not None and not _resumable(committed, checkpoint, stop_now):
         return committed
-    if result_path.exists() and not force:
-        result = json.loads(result_path.read_text())
+    local = json.loads(result_path.read_text()) if result_path.exists() and not force else None
+    if local is not None and not _resumable(local, checkpoint, stop_now):
+        result = local
         log.info("skipping finished run %s", result_path)
     else:
         if stop_now and not checkpoint.exists():
