@@ -592,6 +592,13 @@ def schedule_text(table: pd.DataFrame, dataset: str) -> str:
     elif not (table["schedule"].str.startswith("constant lr")).any():
         lines.append(f"\nThe constant-lr runs are {NOT_RUN}: `python -m rasr_lib train --model sagerec "
                      "--profile full --set train.lr_decay_patience=0` (add `--set sagerec.graph=none` for C).")
+    both = table[~table["interrupted"].astype(bool)].pivot_table(
+        index="schedule", columns="variant", values="ndcg@10", aggfunc="first")
+    if {"A full", "C w/o graph"} <= set(both.columns):
+        effects = [f"{schedule}: **{100 * (r['A full'] / r['C w/o graph'] - 1):+.1f} %**"
+                   for schedule, r in both.dropna(subset=["A full", "C w/o graph"]).iterrows()]
+        if effects:
+            lines.append("\nThe graph (A against C, same recipe, test N@10): " + "; ".join(effects) + ".")
     return "\n".join(lines)
 
 

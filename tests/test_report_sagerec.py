@@ -249,6 +249,8 @@ def test_schedule_table_groups_sagerec_runs_by_training_recipe(tmp_path):
     assert f"A full, constant lr, L2 1e-05: **{100 * (0.030 / 0.016 - 1):+.1f} %**" in text
     assert f"C w/o graph, constant lr, no L2: **{100 * (0.025 / 0.010 - 1):+.1f} %**" in text
     assert table["interrupted"].tolist() == [True, False, False, False]
+    # A vs C only where both ran to the end under one recipe: the paper's (0.016 vs 0.010)
+    assert f"{paper}: **{100 * (0.016 / 0.010 - 1):+.1f} %**" in text and text.count("A against C") == 1
     assert text.count("cut short") == 1
     assert "not run yet" in rs.schedule_text(table[table["schedule"] == paper], "beauty")
     fig = rs.plot_schedule(table, root)
