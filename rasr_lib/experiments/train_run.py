@@ -131,9 +131,10 @@ def committed_result(cfg: ExperimentConfig) -> dict | None:
     return result
 
 
-def _resumable(result: dict, checkpoint: Path, stop_now: bool) -> bool:
-    """A result cut short (``--finish-now``) whose checkpoint is still here trains on when asked again."""
-    return bool(result.get("interrupted")) and checkpoint.exists() and not stop_now
+def _resumable(result: dict, checkpoint: Path) -> bool:
+    """A result cut short (``--finish-now``) whose checkpoint is still here is not final: asked again,
+    the run trains on (or, with ``stop_now``, is published again from its newer checkpoint)."""
+    return bool(result.get("interrupted")) and checkpoint.exists()
 
 
 def run_experiment(
@@ -158,10 +159,10 @@ def run_experiment(
     # A published run is finished even when runs/ (a cache) is empty; a private run (publish=False,
     # e.g. the SASRec whose checkpoint starts a generator) needs its own folder.
     committed = committed_result(cfg) if publish and not force and not result_path.exists() else None
-    if committed is not None and not _resumable(committed, checkpoint, stop_now):
+    if committed is not None and not _resumable(committed, checkpoint):
         return committed
     local = json.loads(result_path.read_text()) if result_path.exists() and not force else None
-    if local is not None and not _resumable(local, checkpoint, stop_now):
+    if local is not None and not _resumable(local, checkpoint):
         result = local
         log.info("skipping finished run %s", result_path)
     else:
