@@ -365,6 +365,31 @@ def regenerator_verdict(cov: pd.DataFrame) -> str:
             "generator trained to the end, and this cell is the one to revisit when one is.")
 
 
+# RaSR Fig. 3: removing the regenerator hurts most, then the semantic, then the relational augmentation.
+PAPER_ABLATION_ORDER = ("w/o regenerator", "w/o semantic aug.", "w/o relational aug.")
+
+
+def ablation_order_verdict(cov: pd.DataFrame) -> str:
+    """Markdown: do the committed Fig. 3 ablations fall in the paper's order (largest N@20 drop first)?
+
+    ``cov`` is :func:`plan_coverage`. Needs full RaSR and at least two ablations committed.
+    """
+    fig3 = cov[cov["plan"] == "fig3"].set_index("cell")["ndcg@20"]
+    if pd.isna(fig3.get("RaSR")):
+        return f"The ablation order needs full RaSR, which is {NOT_RUN}."
+    change = (100 * (fig3.reindex(list(PAPER_ABLATION_ORDER)) / fig3["RaSR"] - 1)).dropna()
+    if len(change) < 2:
+        return f"The ablation order needs at least two ablations; {len(change)} committed."
+    ours = change.sort_values(kind="stable").index.tolist()
+    paper = [cell for cell in PAPER_ABLATION_ORDER if cell in change.index]
+    same = ours == paper
+    listed = ", then ".join(f"{cell} ({change[cell]:+.1f} %)" for cell in ours)
+    hurt = int((change < 0).sum())
+    return (f"Largest N@20 drop first, ours: {listed}. The paper's order over the same cells is "
+            f"{', then '.join(paper)}: ours is **{'the same' if same else 'different'}**. "
+            f"{hurt} of {len(change)} removals lower N@20 (the paper: every one does).")
+
+
 def _not_run(ax, text: str = NOT_RUN) -> None:
     """Mark an empty panel with ``text`` in its middle."""
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=12, color="0.45")

@@ -210,6 +210,10 @@ def test_plan_coverage(results):
     verdict = rr.regenerator_verdict(cov.reset_index())
     assert f"**{100 * (0.065 / 0.045 - 1):+.1f} %**" in verdict and "does not hold" in verdict
     assert f"trained for {cov.loc[('fig3', 'RaSR'), 'gen_epochs']:.0f} epochs" in verdict
+    order = rr.ablation_order_verdict(cov.reset_index())
+    # fixture: RaSR .045, w/o semantic .064, w/o regenerator .065 -> semantic is the smaller gain
+    assert "ours: w/o semantic aug. (+42.2 %), then w/o regenerator (+44.4 %)" in order
+    assert "**different**" in order and "0 of 2 removals lower N@20" in order
 
 
 def test_plan_pipelines():
@@ -272,6 +276,7 @@ def test_everything_handles_an_empty_results_folder(tmp_path):
     assert rr.claim_check(cells.iloc[:0]).empty
     assert not rr.plan_coverage(df, "beauty")["committed"].any()
     assert "not run yet" in rr.regenerator_verdict(rr.plan_coverage(df, "beauty"))
+    assert "not run yet" in rr.ablation_order_verdict(rr.plan_coverage(df, "beauty"))
     for fig in (rr.plot_convergence(df, "beauty", results_dir=tmp_path), rr.plot_ablation(df, "beauty"),
                 rr.plot_ratio_grid(df, "beauty"), rr.plot_sensitivity(df, "beauty"),
                 rr.plot_convergence_grid(df, "beauty", results_dir=tmp_path)):
@@ -306,3 +311,13 @@ def test_generator_costs_one_row_per_pipeline(tmp_path):
     assert costs["s per generator epoch"].tolist() == [330.0, 120.0]
     assert costs["generator epochs"].tolist() == [2, 1]
     assert rr.generator_costs("toys", results_dir=tmp_path).empty
+
+
+def test_ablation_order_verdict_matches_the_papers_order():
+    cov = pd.DataFrame({"plan": "fig3", "cell": ["RaSR", "w/o semantic aug.", "w/o relational aug.",
+                                                  "w/o regenerator"],
+                        "ndcg@20": [0.040, 0.036, 0.038, 0.030]})
+    text = rr.ablation_order_verdict(cov)
+    assert "ours: w/o regenerator (-25.0 %), then w/o semantic aug. (-10.0 %), then w/o relational" in text
+    assert "**the same**" in text and "3 of 3 removals lower N@20" in text
+    assert "at least two" in rr.ablation_order_verdict(cov.iloc[:2])
