@@ -1,4 +1,4 @@
-"""Command line: ``python -m rasr_lib {train,regenerate,plan,stats,notebooks} ...`` (see ``--help``)."""
+"""Command line: ``python -m rasr_lib {train,regenerate,plan,stats,cold-ranks,notebooks} ...`` (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="print the Table-2 statistics of the bundled datasets")
     stats.add_argument("datasets", nargs="*", default=["beauty", "sports", "toys", "ml-1m"])
 
+    cold = sub.add_parser("cold-ranks", help="rank the cold test targets (items unseen in training) again under "
+                          "committed runs' local checkpoints (SAGERec §5.8)")
+    cold.add_argument("--dataset", default="beauty")
+    cold.add_argument("--runs", nargs="*", help="result names (default: every committed run with a checkpoint here)")
+    cold.add_argument("--force", action="store_true", help="recompute runs already in cold-ranks.json")
+
     nbs = sub.add_parser("notebooks", help="execute the book's notebooks with papermill for one dataset")
     nbs.add_argument("--dataset", default="beauty")
     nbs.add_argument("--profile", default="quick", choices=sorted(PROFILES))
@@ -154,6 +160,20 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cold_ranks(args: argparse.Namespace) -> int:
+    """Handle ``cold-ranks``: one line per run (median rank of its cold targets)."""
+    import numpy as np
+
+    from rasr_lib.experiments.cold_ranks import collect_cold_ranks
+
+    store = collect_cold_ranks(DATASET_ALIASES.get(args.dataset.lower(), args.dataset), args.runs, args.force)
+    for name, entry in store["runs"].items():
+        check = "" if entry["reproduces_committed"] else "  (differs from the committed cold metrics)"
+        print(f"{name:48s} {len(entry['ranks']):4d} users  median rank {np.median(entry['ranks']):7.0f}"
+              f" of {entry['n_items']}{check}")
+    return 0
+
+
 def _notebooks(args: argparse.Namespace) -> int:
     """Handle ``notebooks``: papermill runs collected into results/."""
     from rasr_lib.experiments.runner import run_all
@@ -171,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    handlers = {"train": _train, "regenerate": _regenerate, "plan": _plan, "stats": _stats, "notebooks": _notebooks}
+    handlers = {"train": _train, "regenerate": _regenerate, "plan": _plan, "stats": _stats,
+                "cold-ranks": _cold_ranks, "notebooks": _notebooks}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as err:  # DataError is a ValueError

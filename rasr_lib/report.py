@@ -279,7 +279,8 @@ def load_results(results_dir: str | Path | None = None) -> pd.DataFrame:
             raise ValueError(f"{path}: expected a JSON object at the top level")
         config = data.get("config") or {}
         row = {
-            "kind": "notebook" if "records" in data else "benchmark" if "benchmark" in data else "experiment",
+            "kind": ("notebook" if "records" in data else "benchmark" if "benchmark" in data
+                     else "analysis" if "analysis" in data else "experiment"),
             "dataset": data.get("dataset"),
             "model": data.get("model", data.get("notebook")),
             "loss": data.get("loss") or ((config.get("train") or {}).get("loss") if isinstance(config, dict) else None),

@@ -622,3 +622,96 @@ def plot_schedule(table: pd.DataFrame, results_dir: str | Path | None = None) ->
     ax_metric.legend(fontsize=6)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- §5.8 cold ranks
+
+
+def _run_label(config: Mapping[str, Any]) -> str:
+    """Short words for a committed run's variant, e.g. ``SAGERec C w/o graph, constant lr, no L2``."""
+    model = config.get("model", {}).get("name", "?")
+    words = MODEL_LABELS.get(model, model)
+    if model == "sagerec":
+        graph = config.get("sagerec", {}).get("graph")
+        words += " C w/o graph" if graph == "none" else " A full" if graph == "semantic" else f" ({graph})"
+        train = config.get("train", {})
+        words += ", " + schedule_label(train.get("lr_decay_patience"), train.get("lr_decay_factor"),
+                                       train.get("lr_decay_on"), train.get("emb_l2", np.nan))
+    if model == "cl4srec":
+        words += f", {config.get('cl4srec', {}).get('pooling', '?')} pooling"
+    regen = config.get("regen", {})
+    if regen.get("method", "none") != "none":
+        words += f" on {regen['method']} data" + ("" if regen.get("regenerator", True) else " w/o regenerator")
+        if regen.get("ratio", 1.0) != 1.0:
+            words += f" (ratio {regen['ratio']:g})"
+    return f"{words}, seed {config.get('seed', '?')}"
+
+
+def cold_rank_table(dataset: str, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """§5.8 in ranks: per run in ``results/<dataset>/cold-ranks.json``, where its cold test targets land.
+
+    Columns: run, label, cold users, median rank, median percentile (rank / catalogue, 0 = top),
+    share in the top half, share in the top 1,000, N@10, reproduced (the checkpoint gave the
+    committed test metrics again). Sorted by median rank.
+    """
+    from rasr_lib.runtime import results_dir as default_results_dir
+
+    folder = Path(results_dir or default_results_dir()) / dataset
+    cols = ["run", "label", "cold users", "median rank", "median percentile", "top half",
+            "top 1000", "ndcg@10", "reproduced"]
+    path = folder / "cold-ranks.json"
+    if not path.exists():
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for name, entry in json.loads(path.read_text(encoding="utf-8"))["runs"].items():
+        result_path = folder / f"{name}.json"
+        config = json.loads(result_path.read_text(encoding="utf-8"))["config"] if result_path.exists() else {}
+        ranks = np.asarray(entry["ranks"], dtype=float)
+        rows.append({"run": name, "label": _run_label(config), "cold users": len(ranks),
+                     "median rank": float(np.median(ranks)),
+                     "median percentile": 100 * float(np.median(ranks)) / entry["n_items"],
+                     "top half": float((ranks <= entry["n_items"] / 2).mean()),
+                     "top 1000": float((ranks <= 1000).mean()),
+                     "ndcg@10": entry["metrics"].get("ndcg@10"), "reproduced": entry["reproduces_committed"]})
+    return pd.DataFrame(rows, columns=cols).sort_values("median rank", kind="stable").reset_index(drop=True)
+
+
+def plot_cold_ranks(dataset: str, results_dir: str | Path | None = None,
+                    runs: Iterable[str] | None = None) -> Figure:
+    """Cumulative share of cold test targets ranked at or above each percentile of the catalogue, per run.
+
+    ``runs`` (result names) picks the curves; default one curve per model/variant on the original
+    data (lowest seed). The diagonal is a model that knows nothing of the item.
+    """
+    from rasr_lib.runtime import results_dir as default_results_dir
+
+    folder = Path(results_dir or default_results_dir()) / dataset
+    table = cold_rank_table(dataset, results_dir)
+    fig = Figure(figsize=(9, 4.2))
+    ax = fig.add_subplot()
+    if table.empty:
+        ax.text(0.5, 0.5, NOT_RUN, transform=ax.transAxes, ha="center", va="center", color="0.45")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return fig
+    store = json.loads((folder / "cold-ranks.json").read_text(encoding="utf-8"))["runs"]
+    if runs is None:
+        table = table.assign(_variant=table["label"].str.replace(r", seed \d+$", "", regex=True))
+        original = table[~table["_variant"].str.contains(" data")]
+        picked = original.sort_values("run").drop_duplicates("_variant")["run"].tolist()
+    else:
+        picked = list(runs)
+    labels = dict(zip(table["run"], table["label"]))
+    for name in sorted(picked, key=lambda n: np.median(store[n]["ranks"])):
+        ranks = np.sort(np.asarray(store[name]["ranks"], dtype=float)) / store[name]["n_items"]
+        ax.step(100 * ranks, np.arange(1, len(ranks) + 1) / len(ranks), where="post",
+                label=labels.get(name, name))
+    ax.plot([0, 100], [0, 1], color="0.6", linestyle=":", label="uninformed (uniform rank)")
+    ax.set_xlabel("rank of the cold test target, % of the catalogue (0 = top)")
+    ax.set_ylabel("share of cold users")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    ax.set_title(f"{dataset}: where items never seen in training are ranked")
+    fig.tight_layout()
+    return fig

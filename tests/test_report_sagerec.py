@@ -255,3 +255,26 @@ def test_schedule_table_groups_sagerec_runs_by_training_recipe(tmp_path):
     assert "not run yet" in rs.schedule_text(table[table["schedule"] == paper], "beauty")
     fig = rs.plot_schedule(table, root)
     assert len(fig.axes[0].lines) == 4 and fig.axes[1].get_yscale() == "log"
+
+
+def test_cold_rank_table_and_plot_read_cold_ranks_json(tmp_path):
+    _write_run(tmp_path, name="sagerec-bce-full-seed0")
+    _write_run(tmp_path, model="sasrec", name="sasrec-bce-full-seed0")
+    store = {"analysis": "cold-ranks", "dataset": "beauty", "runs": {
+        "sagerec-bce-full-seed0": {"ranks": [1, 50, 60, 90], "n_items": 100, "metrics": {"ndcg@10": 0.25},
+                                   "reproduces_committed": True},
+        "sasrec-bce-full-seed0": {"ranks": [99, 100, 98], "n_items": 100, "metrics": {"ndcg@10": 0.0},
+                                  "reproduces_committed": False}}}
+    (tmp_path / "beauty" / "cold-ranks.json").write_text(json.dumps(store))
+    table = rs.cold_rank_table("beauty", tmp_path).set_index("run")
+    assert list(table.index) == ["sagerec-bce-full-seed0", "sasrec-bce-full-seed0"]  # by median rank
+    assert table.loc["sagerec-bce-full-seed0", "median rank"] == 55
+    assert table.loc["sagerec-bce-full-seed0", "top half"] == 0.5
+    assert table.loc["sasrec-bce-full-seed0", "median percentile"] == 99
+    assert not table.loc["sasrec-bce-full-seed0", "reproduced"]
+    assert table.loc["sagerec-bce-full-seed0", "label"].startswith("SAGERec A full, ")
+    ax = rs.plot_cold_ranks("beauty", tmp_path).axes[0]
+    assert len(ax.get_lines()) == 3  # two runs + the uninformed diagonal
+    assert list(ax.get_lines()[0].get_xdata()) == [1, 50, 60, 90]  # best median first
+    assert load_results(tmp_path).set_index("path").loc["beauty/cold-ranks.json", "kind"] == "analysis"
+    assert rs.cold_rank_table("toys", tmp_path).empty

@@ -310,3 +310,21 @@ def test_run_experiment_sagerec(tmp_path, monkeypatch):
                                                     "test").sum()) > 0
     assert 0 <= cold["ndcg@10"] <= cold["recall@10"] <= 1
     assert not (tmp_path / "results").exists()  # the quick profile publishes nothing
+    # §5.8 in ranks: the checkpoint's best weights give the committed numbers again
+    import json
+
+    from rasr_lib.experiments.cold_ranks import collect_cold_ranks
+
+    run_experiment(cfg, publish=True, progress=False)  # finished: read back and published
+    name = next((tmp_path / "results" / "beauty").glob("sagerec-*.json")).stem
+    entry = collect_cold_ranks("beauty")["runs"][name]
+    assert len(entry["ranks"]) == cold["n_users"] and entry["reproduces_committed"]
+    assert entry["metrics"]["ndcg@10"] == pytest.approx(cold["ndcg@10"], abs=1e-12)
+    assert all(1 <= r <= n_items for r in entry["ranks"])
+    path = tmp_path / "results" / "beauty" / f"{name}.json"
+    tampered = json.loads(path.read_text())
+    tampered["metrics"]["test"]["ndcg@20"] += 0.01
+    path.write_text(json.dumps(tampered))
+    assert not collect_cold_ranks("beauty", [name], force=True)["runs"][name]["reproduces_committed"]
+    with pytest.raises(FileNotFoundError, match="no committed result"):
+        collect_cold_ranks("beauty", ["sasrec-bce-full-seed0"])

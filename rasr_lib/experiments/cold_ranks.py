@@ -1,0 +1,133 @@
+"""Where the cold test targets land: full ranks of the items never seen in training (SAGERec §5.8).
+
+A committed result records the cold users' Recall/NDCG, which are 0 whenever no cold target
+reaches the top 20, and then say nothing about how close the model came. This module reloads a
+committed run's best weights from its local checkpoint, ranks the test targets again and keeps
+the ranks of the cold users, so the book can draw their distribution (a model that knows nothing
+of an item ranks it near the middle of the catalogue; one that reaches it through its semantic
+neighbours ranks it higher). The recomputed cold metrics must equal the committed ones: that
+checks the checkpoint is the run's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rasr_lib.config import ExperimentConfig, config_from_dict
+from rasr_lib.data import leave_one_out, load_dataset
+from rasr_lib.evaluation import cold_target_users, evaluate, metrics_from_ranks
+from rasr_lib.models import build_model
+from rasr_lib.runtime import git_commit, results_dir, runs_dir
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAME = "cold-ranks.json"
+
+
+def local_checkpoint(cfg: ExperimentConfig) -> Path | None:
+    """The ``runs/train`` checkpoint of a run that trained with ``cfg``'s settings, or None.
+
+    Folders are named by config hash, which also covers the evaluation batch size; any folder
+    whose recorded config trains the same run counts (:func:`same_settings`).
+    """
+    from rasr_lib.experiments.train_run import same_settings
+
+    folder = runs_dir() / "train" / cfg.data.dataset
+    for result_path in sorted(folder.glob(f"{cfg.model.name}-*/result.json")):
+        checkpoint = result_path.with_name("checkpoint.pt")
+        if not checkpoint.exists():
+            continue
+        recorded = json.loads(result_path.read_text(encoding="utf-8")).get("config") or {}
+        try:
+            if same_settings(config_from_dict(recorded), cfg):
+                return checkpoint
+        except ValueError:
+            continue
+    return None
+
+
+def cold_target_ranks(result: dict, checkpoint: Path) -> dict:
+    """Full-ranking test ranks of the cold users under ``checkpoint``'s best weights, with a check.
+
+    ``result`` is a committed result (its ``config`` rebuilds data, graph and model). Returns
+    ``ranks`` (1-based, one per cold user, user order), ``n_items``, the cold users' recomputed
+    ``metrics`` and ``reproduces_committed`` (the committed test metrics, and the cold ones where
+    recorded, come out again to 1e-9).
+    """
+    cfg = config_from_dict(result["config"])
+    dataset = load_dataset(cfg.data.dataset, max_users=cfg.data.max_users)
+    split = leave_one_out(dataset, cfg.data.max_len)
+    if cfg.regen.method != "none":
+        from rasr_lib.experiments.regen_run import regenerated_split
+
+        split, _ = regenerated_split(cfg, split, progress=False)
+    graph = None
+    if cfg.model.name == "sagerec" or cfg.model.semantic_graph:
+        from rasr_lib.sagerec.graph import graph_for
+
+        graph = graph_for(cfg, dataset, progress=False)
+    model = build_model(cfg, dataset.n_items, graph=graph, split=split)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["best_state"])
+    test = evaluate(model, split, "test", cfg.eval, device="cpu", return_ranks=True)
+    cold = cold_target_users(split, "test")
+    ranks = np.asarray(test["ranks"])[cold]
+    metrics = metrics_from_ranks(ranks, cfg.eval.ks)
+    # The checkpoint is the run's when it reproduces the committed test metrics (all users) and,
+    # where the run recorded them, its cold users' metrics.
+    expected = {**{f"test/{k}": v for k, v in result["metrics"]["test"].items()},
+                **{f"cold/{k}": v for k, v in (result.get("cold_start") or {}).items() if "@" in k}}
+    found = {**{f"test/{k}": v for k, v in test.items() if "@" in k}, **{f"cold/{k}": v for k, v in metrics.items()}}
+    same = all(abs(found[k] - v) < 1e-9 for k, v in expected.items() if k in found)
+    return {"ranks": ranks.astype(int).tolist(), "n_items": int(dataset.n_items),
+            "metrics": metrics, "reproduces_committed": same}
+
+
+def collect_cold_ranks(dataset: str, names: list[str] | None = None, force: bool = False) -> dict:
+    """Add the cold ranks of committed runs of ``dataset`` to ``results/<dataset>/cold-ranks.json``.
+
+    ``names`` are result stems (default: every committed run with a local checkpoint). Runs
+    already in the file are kept unless ``force``. Returns the file's content.
+    """
+    folder = results_dir() / dataset
+    out_path = folder / OUTPUT_NAME
+    store = (json.loads(out_path.read_text(encoding="utf-8")) if out_path.exists()
+             else {"analysis": "cold-ranks", "dataset": dataset, "runs": {}})
+    paths = ([folder / f"{n}.json" for n in names] if names else
+             sorted(p for p in folder.glob("*.json") if p.name != OUTPUT_NAME))
+    missing = [p.stem for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"no committed result {', '.join(missing)} in {folder}")
+    for path in paths:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        if "config" not in result or "metrics" not in result:
+            continue
+        if path.stem in store["runs"] and not force:
+            continue
+        checkpoint = local_checkpoint(config_from_dict(result["config"]))
+        if checkpoint is None:
+            if names:
+                raise FileNotFoundError(f"{path.stem}: no local checkpoint under {runs_dir() / 'train'} "
+                                        "(runs/ is a cache: retrain the run to rank its cold targets)")
+            log.info("%s: no local checkpoint, skipped", path.stem)
+            continue
+        started = time.perf_counter()
+        entry = cold_target_ranks(result, checkpoint)
+        entry.update({"config_hash": result["config_hash"], "best_epoch": result.get("best_epoch"),
+                      "checkpoint": str(checkpoint.relative_to(runs_dir())),
+                      "seconds": round(time.perf_counter() - started, 1)})
+        store["runs"][path.stem] = entry
+        log.info("%s: median cold rank %.0f", path.stem, np.median(entry["ranks"]))
+    store["command"] = f"python -m rasr_lib cold-ranks --dataset {dataset}"
+    store["git_commit"] = git_commit()
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(store, indent=1) + "\n")
+    tmp.replace(out_path)
+    return store
