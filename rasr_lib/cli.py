@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--finish-now", action="store_true",
                        help="end an interrupted run at its last checkpoint (best epoch so far); "
                             "the result is marked interrupted")
+    train.add_argument("--hours", type=float, metavar="H",
+                       help="time budget in hours from now: training stops after the last epoch that fits, "
+                            "publishes the result marked interrupted, and the same command resumes it")
     train.add_argument("--publish", action="store_true",
                        help="also write results/<dataset>/... (always on for the full profile)")
 
@@ -77,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--seed", type=int, default=0)
     plan.add_argument("--only", nargs="*", help="run only cells whose label contains one of these")
     plan.add_argument("--list", action="store_true", help="print the cells and exit")
+    plan.add_argument("--hours", type=float, metavar="H",
+                      help="time budget in hours from now for the whole plan: the cell training at the "
+                           "end stops after its last epoch that fits (published as interrupted, "
+                           "resumable); later cells are not started")
     plan.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config key for every cell (repeatable)")
 
@@ -98,6 +105,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _deadline(hours: float | None) -> float | None:
+    """``time.time()`` value ``hours`` from now (None without a budget)."""
+    if hours is None:
+        return None
+    if hours <= 0:
+        raise ValueError(f"--hours must be positive, got {hours}")
+    import time
+
+    return time.time() + 3600.0 * hours
+
+
 def _train(args: argparse.Namespace) -> int:
     """Handle ``train``: one run, result JSON printed as a short summary."""
     from rasr_lib.experiments.train_run import run_experiment
@@ -112,9 +130,10 @@ def _train(args: argparse.Namespace) -> int:
     overrides.update(_parse_set(args.set))
     cfg = load_config(args.dataset, args.profile, overrides, model=args.model)
     result = run_experiment(cfg, force=args.force, publish=True if args.publish else None,
-                            stop_now=args.finish_now)
+                            stop_now=args.finish_now, deadline=_deadline(args.hours))
     summary = {k: result[k] for k in ("dataset", "model", "loss", "profile", "seed", "protocol",
                                       "best_epoch", "epochs_run", "wall_time_s")}
+    summary["interrupted"] = bool(result.get("interrupted"))
     summary["test"] = result["metrics"]["test"]
     print(json.dumps(summary, indent=1))
     return 0
@@ -145,10 +164,12 @@ def _plan(args: argparse.Namespace) -> int:
         for label, cfg in plan_configs(args.name, args.dataset, args.profile, args.seed, overrides):
             print(f"{label:28s} {run_name(cfg)}")
         return 0
-    results = run_plan(args.name, args.dataset, args.profile, args.seed, overrides, only=args.only)
+    results = run_plan(args.name, args.dataset, args.profile, args.seed, overrides, only=args.only,
+                       deadline=_deadline(args.hours))
     for label, result in results.items():
         test = result["metrics"]["test"]
-        print(f"{label:28s} R@20 {test['recall@20']:.4f}  N@20 {test['ndcg@20']:.4f}")
+        cut = "  (interrupted: rerun to resume)" if result.get("interrupted") else ""
+        print(f"{label:28s} R@20 {test['recall@20']:.4f}  N@20 {test['ndcg@20']:.4f}{cut}")
     return 0
 
 

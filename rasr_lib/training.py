@@ -32,6 +32,7 @@ class TrainResult:
     best_valid: dict = field(default_factory=dict)  # validation metrics at best_epoch
     stopped_early: bool = False  # True when patience ran out before cfg.epochs
     train_seconds: float = 0.0  # wall time spent in training epochs (validation excluded)
+    out_of_time: bool = False  # True when fit stopped at its deadline (the run can be resumed)
 
 
 def iterate_train_batches(
@@ -156,6 +157,7 @@ def fit(
     checkpoint: Path | None = None,
     progress: bool = True,
     stop_now: bool = False,
+    deadline: float | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``split`` with Adam and early stopping on ``cfg.valid_metric`` (validation).
 
@@ -163,6 +165,8 @@ def fit(
     is written after every epoch and a later call resumes from it. The best weights are loaded
     into ``model`` before returning. ``stop_now`` trains no further epoch: it restores the best
     weights of an interrupted run's checkpoint (to report a run cut short by a time budget).
+    ``deadline`` (a ``time.time()`` value) stops after the epoch whose duration, repeated, would
+    pass it; the result says ``out_of_time`` and the checkpoint resumes where it stopped.
 
     Opt-in (SAGERec §4.5/§5.3; off by default): ``cfg.emb_l2`` adds lambda * ||item table||^2
     to the loss, ``cfg.lr_decay_patience`` multiplies the lr by ``cfg.lr_decay_factor`` after
@@ -183,6 +187,7 @@ def fit(
         generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])  # dropout draws continue exactly where they stopped
         result = state["result"]
+        result.out_of_time = False
         best_state, best_metric = state["best_state"], state["best_metric"]
         start_epoch, bad_epochs = state["epoch"] + 1, state["bad_epochs"]
         plateau, best_loss = state.get("plateau", 0), state.get("best_loss", np.inf)
@@ -254,6 +259,11 @@ def fit(
                 },
                 Path(checkpoint),
             )
+        # One more epoch of the same length (training and validation) would end past the deadline.
+        if not done and deadline is not None and time.time() + (time.perf_counter() - t0) > deadline:
+            result.out_of_time = True
+            log.info("epoch %d: stopping before the deadline; rerun the same command to resume", epoch)
+            break
     bar.close()
     model.load_state_dict(best_state)
     return result

@@ -110,6 +110,31 @@ def test_cli_finish_now_reports_an_interrupted_run(tmp_path, monkeypatch, capsys
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4, 5]
 
 
+def test_cli_hours_stops_before_the_budget_and_resumes_to_the_same_numbers(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
+    base = ["train", "--profile", "quick", "--set", "data.max_users=200", "--set", "train.epochs=4",
+            "--set", "train.patience=10"]
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "straight"))
+    assert main(base) == 0
+    straight = json.loads(capsys.readouterr().out)
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "cut"))
+    assert main(base + ["--hours", "1e-6"]) == 0  # the budget is spent: one epoch, then stop
+    cut = json.loads(capsys.readouterr().out)
+    assert cut["interrupted"] is True and cut["epochs_run"] == 1
+    assert main(base) == 0  # the same command without a budget trains on from epoch 2
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["interrupted"] is False and resumed["epochs_run"] == 4
+    assert resumed["test"] == straight["test"]  # cutting and resuming changes no number
+    assert main(base + ["--hours", "0"]) == 2
+    assert "--hours must be positive" in capsys.readouterr().err
+
+
+def test_plan_starts_no_cell_after_its_deadline():
+    from rasr_lib.experiments.plans import run_plan
+
+    assert run_plan("fig3", "beauty", "quick", deadline=0.0) == {}
+
+
 @pytest.mark.parametrize("argv,message", [
     (["train", "--set", "train.nope=1"], "unknown config key"),
     (["train", "--set", "oops"], "KEY=VALUE"),

@@ -10,6 +10,7 @@ config, not by these labels.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from rasr_lib.config import DATASET_ALIASES, MODEL_DEFAULTS, ExperimentConfig, load_config
@@ -106,8 +107,13 @@ def plan_configs(
 def run_plan(
     plan: str, dataset: str = "beauty", profile: str = "full", seed: int = 0,
     overrides: dict[str, Any] | None = None, only: list[str] | None = None, progress: bool = True,
+    deadline: float | None = None,
 ) -> dict[str, dict]:
-    """Run (or read back) every cell of ``plan``; ``only`` keeps cells whose label contains one of its strings."""
+    """Run (or read back) every cell of ``plan``; ``only`` keeps cells whose label contains one of its strings.
+
+    With ``deadline`` (a ``time.time()`` value) a cell still training stops before it (published as
+    interrupted, resumable) and cells not started by then are left out of the returned dict.
+    """
     from rasr_lib.experiments.train_run import run_experiment
 
     results = {}
@@ -117,6 +123,9 @@ def run_plan(
         if not cells:
             raise ValueError(f"--only {only} matches no cell of {plan}")
     for i, (label, cfg) in enumerate(cells, 1):
+        if deadline is not None and time.time() >= deadline:
+            log.warning("[%s] time budget spent: %d cell(s) not started", plan, len(cells) - i + 1)
+            break
         log.info("[%s %d/%d] %s", plan, i, len(cells), label)
-        results[label] = run_experiment(cfg, progress=progress)
+        results[label] = run_experiment(cfg, progress=progress, deadline=deadline)
     return results

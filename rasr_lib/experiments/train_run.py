@@ -143,6 +143,7 @@ def run_experiment(
     publish: bool | None = None,
     progress: bool = True,
     stop_now: bool = False,
+    deadline: float | None = None,
 ) -> dict:
     """Train ``cfg.model`` on ``cfg.data``, evaluate on the test part, return and save the result.
 
@@ -151,7 +152,8 @@ def run_experiment(
     ``publish`` (default: the full profile) also copies the result to
     ``results/<dataset>/<run_name>.json`` for the book.
     ``stop_now`` ends an interrupted run at its last checkpoint (best epoch so far) and marks
-    the result ``"interrupted": true``.
+    the result ``"interrupted": true``; so does ``deadline`` (a ``time.time()`` value) when
+    training stops before it (see :func:`rasr_lib.training.fit`).
     """
     folder = run_dir(cfg)
     result_path, checkpoint = folder / "result.json", folder / "checkpoint.pt"
@@ -192,7 +194,7 @@ def run_experiment(
         if not checkpoint.exists():  # a resumed run restores the prepared weights from its checkpoint
             prepared = model.prepare(split, cfg, device, generator, progress=progress)
         trained = fit(model, split, cfg.train, cfg.eval, device, generator, checkpoint, progress,
-                      stop_now=stop_now)
+                      stop_now=stop_now, deadline=deadline)
         test = evaluate(model, split, "test", cfg.eval, device=device, return_ranks=True)
         cold = cold_target_users(split, "test")  # §5.8: targets never seen in training
         cold_start = {"n_users": int(cold.sum()), **metrics_from_ranks(test.pop("ranks")[cold], cfg.eval.ks)}
@@ -216,7 +218,8 @@ def run_experiment(
             "n_parameters": sum(p.numel() for p in model.parameters()),
             "best_epoch": trained.best_epoch,
             "stopped_early": trained.stopped_early,
-            "interrupted": stop_now and not trained.stopped_early and len(trained.history) < cfg.train.epochs,
+            "interrupted": ((stop_now or trained.out_of_time) and not trained.stopped_early
+                            and len(trained.history) < cfg.train.epochs),
             "metrics": {"valid": trained.best_valid, "test": {k: v for k, v in test.items() if "@" in k}},
             "cold_start": cold_start,
             "history": trained.history,
