@@ -346,6 +346,33 @@ def results_table(
     return table.sort_values(["dataset", "model", "source"], kind="stable").reset_index(drop=True)
 
 
+def seed_spread(df: pd.DataFrame, metric: str = "ndcg@10", split: str = "test") -> pd.DataFrame:
+    """Seed-to-seed spread of ``metric`` per group of :func:`results_table` with two or more seeds.
+
+    Columns: dataset, model, loss, protocol, seeds, mean, std (sample, ddof 1) and ``cv %``
+    (std / mean): the size of a difference that one seed cannot tell from noise.
+    """
+    cols = ["dataset", "model", "loss", "protocol", "seeds", "mean", "std", "cv %"]
+    column = f"{split}/{metric}"
+    if df.empty or column not in df:
+        return pd.DataFrame(columns=cols)
+    runs = df[df["kind"] == "experiment"] if "kind" in df else df
+    if "data" in runs:
+        runs = runs[runs["data"].fillna("original") == "original"]
+    if "path" in runs:
+        runs = runs[~runs["path"].astype(str).str.contains(VARIANT_PATTERN, regex=True)]
+    runs = runs.dropna(subset=[column])
+    rows = []
+    for key, group in runs.groupby(["dataset", "model", "loss", "profile", "protocol"], sort=True):
+        per_seed = group.groupby("seed")[column].mean()
+        if len(per_seed) < 2:
+            continue
+        mean, std = float(per_seed.mean()), float(per_seed.std(ddof=1))
+        rows.append({"dataset": key[0], "model": key[1], "loss": key[2], "protocol": key[4],
+                     "seeds": len(per_seed), "mean": mean, "std": std, "cv %": 100 * std / mean})
+    return pd.DataFrame(rows, columns=cols)
+
+
 def paper_rows(metrics: Iterable[str] = METRICS, only: set | None = None) -> list[dict[str, Any]]:
     """Rows of :data:`PAPER_REFERENCES` (optionally only for the given (dataset, model) pairs)."""
     rows = []

@@ -137,6 +137,10 @@ def test_load_results_and_results_table(tmp_path):
     records = report.load_notebook_records(tmp_path)
     assert records.to_dict("records") == [
         {"dataset": "beauty", "profile": "quick", "notebook": "02_data", "name": "data/beauty/n_users", "value": 22363}]
+    spread = report.seed_spread(df, "ndcg@20").iloc[0]  # two seeds .040 and .042; variants left out
+    assert spread["seeds"] == 2 and spread["mean"] == pytest.approx(0.041)
+    assert spread["std"] == pytest.approx(0.002 / 2 ** 0.5) and spread["cv %"] == pytest.approx(100 * 0.002 / 2 ** 0.5 / 0.041)
+    assert report.seed_spread(df[df["seed"] == 0], "ndcg@20").empty  # one seed: no spread
 
 
 def test_load_results_on_an_empty_folder(tmp_path):
