@@ -395,7 +395,7 @@ def encoder_table(df: pd.DataFrame, dataset: str, protocol: str = "full") -> pd.
     from rasr_lib.experiments.plans import plan_configs
 
     rows = []
-    for label, cfg in plan_configs("sagerec-encoder", dataset, "full"):
+    for _label, cfg in plan_configs("sagerec-encoder", dataset, "full"):
         if cfg.model.semantic_graph:
             continue
         pair = {}
@@ -514,7 +514,7 @@ def plot_table5(df: pd.DataFrame, dataset: str, metric: str = "ndcg@20", protoco
     ax = fig.subplots()
     x = np.arange(len(t))
     ax.bar(x, t[metric].fillna(0), color=["#C44E52"] + ["#4C72B0"] * (len(t) - 1))
-    for xi, (v, st) in enumerate(zip(t[metric], t["status"])):
+    for xi, st in enumerate(t["status"]):
         if st != "ok":
             ax.text(xi, 0, NOT_RUN, rotation=90, ha="center", va="bottom", fontsize=8)
     if not math.isnan(t[metric].iloc[0]):

@@ -39,7 +39,7 @@ from rasr_lib.dr4sr.patterns import mine_patterns, pattern_pairs, pattern_traini
 from rasr_lib.rasr.augment import AugmentConfig, AugmentedSet, augment_dataset
 from rasr_lib.rasr.embeddings import encode_items
 from rasr_lib.rasr.generator import SequenceGenerator, as_ragged, fit_generator, generator_config, rasr_pairs
-from rasr_lib.rasr.graphs import GraphConfig, RelationGraph, build_relation_graph
+from rasr_lib.rasr.graphs import GraphConfig, build_relation_graph
 from rasr_lib.rasr.regenerate import (
     RegeneratedSet,
     config_digest,
