@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     plan.add_argument("--seed", type=int, default=0)
     plan.add_argument("--only", nargs="*", help="run only cells whose label contains one of these")
-    plan.add_argument("--list", action="store_true", help="print the cells and exit")
+    plan.add_argument("--list", action="store_true",
+                      help="print the cells, their result names and where each stands, and exit")
     plan.add_argument("--hours", type=float, metavar="H",
                       help="time budget in hours from now for the whole plan: the cell training at the "
                            "end stops after its last epoch that fits (published as interrupted, "
@@ -161,8 +162,10 @@ def _plan(args: argparse.Namespace) -> int:
 
     overrides = _parse_set(args.set)
     if args.list:
+        from rasr_lib.experiments.plans import cell_status
+
         for label, cfg in plan_configs(args.name, args.dataset, args.profile, args.seed, overrides):
-            print(f"{label:28s} {run_name(cfg)}")
+            print(f"{label:28s} {run_name(cfg):44s} {cell_status(cfg)}")
         return 0
     results = run_plan(args.name, args.dataset, args.profile, args.seed, overrides, only=args.only,
                        deadline=_deadline(args.hours))

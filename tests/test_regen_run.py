@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +161,9 @@ def test_cli_lists_a_plan_and_rejects_bad_input(capsys):
     assert main(["plan", "fig4", "--list", "--profile", "full"]) == 0
     lines = capsys.readouterr().out.splitlines()
     expected = [run_name(c) for _, c in plan_configs("fig4", profile="full")]
-    assert [line.split()[-1] for line in lines] == expected
+    assert [line.split()[2] for line in lines] == expected  # label "ratio 0.25", name, status
+    assert all(re.search(r"(committed N@20 0\.\d{4}|interrupted at epoch \d+|checkpoint at epoch \d+|missing)"
+                         r"( \(resumable\))?$", line) for line in lines)
     assert main(["regenerate", "--set", "regen.ratio=2"]) == 2
     assert "regen.ratio" in capsys.readouterr().err
 
@@ -184,3 +187,15 @@ def test_a_committed_result_is_not_retrained_on_a_fresh_clone(dirs):
     again = run_experiment(cfg, publish=True, progress=False)
     assert (dirs / "runs").exists() and again["config"]["train"]["lr"] == cfg.train.lr
     assert json.loads(published.read_text())["config"]["train"]["lr"] == cfg.train.lr  # republished
+
+
+def test_cell_status_follows_a_run_from_missing_to_committed(dirs):
+    from rasr_lib.experiments.plans import cell_status
+    from rasr_lib.experiments.train_run import run_experiment
+
+    cfg = load_config("beauty", "quick", {"data.max_users": 200, "train.epochs": 3, "train.patience": 10})
+    assert cell_status(cfg) == "missing"
+    run_experiment(cfg, publish=True, progress=False, deadline=0.0)  # cut after its first epoch
+    assert cell_status(cfg) == "interrupted at epoch 1 (resumable)"
+    result = run_experiment(cfg, publish=True, progress=False)
+    assert cell_status(cfg) == f"committed N@20 {result['metrics']['test']['ndcg@20']:.4f}"

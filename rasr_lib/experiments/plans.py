@@ -104,6 +104,25 @@ def plan_configs(
     raise ValueError(f"unknown plan {plan!r}; choose from {PLANS}")
 
 
+def cell_status(cfg: ExperimentConfig) -> str:
+    """Where a plan cell stands: ``committed N@20 .0371``, ``interrupted at epoch 40`` (resumable),
+    ``checkpoint at epoch 12`` (a run in progress or killed), or ``missing``."""
+    import torch
+
+    from rasr_lib.experiments.train_run import committed_result, run_dir
+
+    result = committed_result(cfg)
+    checkpoint = run_dir(cfg) / "checkpoint.pt"
+    if result is not None and not result.get("interrupted"):
+        return f"committed N@20 {result['metrics']['test']['ndcg@20']:.4f}"
+    if result is not None:
+        return f"interrupted at epoch {result['epochs_run']}" + (" (resumable)" if checkpoint.exists() else "")
+    if checkpoint.exists():
+        epoch = torch.load(checkpoint, map_location="cpu", weights_only=False).get("epoch", 0)
+        return f"checkpoint at epoch {epoch}"
+    return "missing"
+
+
 def run_plan(
     plan: str, dataset: str = "beauty", profile: str = "full", seed: int = 0,
     overrides: dict[str, Any] | None = None, only: list[str] | None = None, progress: bool = True,
