@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cold = sub.add_parser("cold-ranks", help="rank the cold test targets (items unseen in training) again under "
                           "committed runs' local checkpoints (SAGERec §5.8)")
-    cold.add_argument("--dataset", default="beauty")
+    cold.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
     cold.add_argument("--runs", nargs="*", help="result names (default: every committed run with a checkpoint here)")
     cold.add_argument("--force", action="store_true", help="recompute runs already in cold-ranks.json")
 
@@ -190,7 +190,10 @@ def _cold_ranks(args: argparse.Namespace) -> int:
 
     from rasr_lib.experiments.cold_ranks import collect_cold_ranks
 
-    store = collect_cold_ranks(DATASET_ALIASES.get(args.dataset.lower(), args.dataset), args.runs, args.force)
+    store = collect_cold_ranks(args.dataset, args.runs, args.force)
+    if not store["runs"]:
+        print(f"no committed {args.dataset} run has a checkpoint under runs/train: nothing to rank "
+              "(runs/ is a cache; train a run to rank its cold targets)")
     for name, entry in store["runs"].items():
         check = "" if entry["reproduces_committed"] else "  (differs from the committed cold metrics)"
         print(f"{name:48s} {len(entry['ranks']):4d} users  median rank {np.median(entry['ranks']):7.0f}"

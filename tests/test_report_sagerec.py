@@ -278,3 +278,16 @@ def test_cold_rank_table_and_plot_read_cold_ranks_json(tmp_path):
     assert list(ax.get_lines()[0].get_xdata()) == [1, 50, 60, 90]  # best median first
     assert load_results(tmp_path).set_index("path").loc["beauty/cold-ranks.json", "kind"] == "analysis"
     assert rs.cold_rank_table("toys", tmp_path).empty
+
+
+def test_cli_cold_ranks_without_checkpoints_writes_nothing(tmp_path, monkeypatch, capsys):
+    from rasr_lib.cli import main
+
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path))
+    _write_run(tmp_path, model="sasrec", name="sasrec-bce-full-seed0", dataset="toys")
+    assert main(["cold-ranks", "--dataset", "toys"]) == 0
+    assert "nothing to rank" in capsys.readouterr().out
+    assert not (tmp_path / "toys" / "cold-ranks.json").exists()
+    assert main(["cold-ranks", "--dataset", "toys", "--runs", "sasrec-bce-full-seed0"]) == 2
+    assert "no local checkpoint" in capsys.readouterr().err

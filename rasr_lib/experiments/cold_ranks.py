@@ -124,6 +124,8 @@ def collect_cold_ranks(dataset: str, names: list[str] | None = None, force: bool
                       "seconds": round(time.perf_counter() - started, 1)})
         store["runs"][path.stem] = entry
         log.info("%s: median cold rank %.0f", path.stem, np.median(entry["ranks"]))
+    if not store["runs"]:
+        return store  # nothing ranked: write no file
     store["command"] = f"python -m rasr_lib cold-ranks --dataset {dataset}"
     store["git_commit"] = git_commit()
     folder.mkdir(parents=True, exist_ok=True)
