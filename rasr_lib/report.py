@@ -132,6 +132,8 @@ PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
     ("beauty", "gru4rec", "bce", _RASR_T1): _SAME_CODE_STRONGER,
     ("beauty", "sasrec", "ce", _RASR_T1): _CE_STRONGER,
     ("beauty", "sasrec", "ce", _DR4SR_T3): _CE_STRONGER,
+    ("beauty", "gru4rec", "ce", _RASR_T1): _CE_STRONGER,
+    ("beauty", "gru4rec", "ce", _DR4SR_T3): _CE_STRONGER,
     ("beauty", "dr4sr_gnn", "bce", _RASR_T1_GCE): (
         "Ours is within 3.2 % of DR4SR's own row for this backbone on every metric, so the model and "
         "recipe match DR4SR's code; RaSR's 'GCE-GNN' row is 20-22 % higher, as its SASRec and GRU4Rec "
