@@ -637,11 +637,15 @@ def _run_label(config: Mapping[str, Any]) -> str:
         train = config.get("train", {})
         words += ", " + schedule_label(train.get("lr_decay_patience"), train.get("lr_decay_factor"),
                                        train.get("lr_decay_on"), train.get("emb_l2", np.nan))
+    if config.get("train", {}).get("loss") == "ce":
+        words += ", cross-entropy"
     if model == "cl4srec":
         words += f", {config.get('cl4srec', {}).get('pooling', '?')} pooling"
     regen = config.get("regen", {})
     if regen.get("method", "none") != "none":
-        words += f" on {regen['method']} data" + ("" if regen.get("regenerator", True) else " w/o regenerator")
+        off = [name for key, name in (("semantic_aug", "semantic aug."), ("relational_aug", "relational aug."),
+                                      ("regenerator", "regenerator")) if not regen.get(key, True)]
+        words += f" on {regen['method']} data" + "".join(f" w/o {name}" for name in off)
         if regen.get("ratio", 1.0) != 1.0:
             words += f" (ratio {regen['ratio']:g})"
     return f"{words}, seed {config.get('seed', '?')}"
