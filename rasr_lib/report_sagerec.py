@@ -43,6 +43,8 @@ MODEL_LABELS = {"sagerec": "SAGERec", "bpr": "BPR-MF", "caser": "Caser", "gru4re
 PROTOCOLS = ("full", "sampled100")
 # train.* settings of SAGERec's recipe that chapter 10 varies: the lr schedule and the L2 on the item table.
 SCHEDULE_KEYS = ("lr_decay_patience", "lr_decay_factor", "lr_decay_on", "emb_l2")
+# Chapter 10 §3b: the paper's recipe without its lr rule and its L2 (the best of the recipes tried).
+FIXED_RECIPE = {"lr_decay_patience": 0, "emb_l2": 0.0}
 SCHEDULE_VARIANTS = {"A full": {}, "C w/o graph": {"graph": "none"}}  # Table 5 rows the recipe study uses
 PROTOCOL_LABELS = {"full": "full ranking", "sampled100": "1 + 100 sampled negatives"}
 TOP = {10: ("recall@10", "ndcg@10"), 20: ("recall@20", "ndcg@20")}  # Table 3 = top-10, 4 = top-20
@@ -289,11 +291,30 @@ def mean_std_text(table: pd.DataFrame, metric: str) -> pd.Series:
 # ----------------------------------------------------------------------------- Table 5
 
 
-def table5(df: pd.DataFrame, dataset: str, protocol: str = "full") -> pd.DataFrame:
-    """Table 5: the ablations A-E of SAGERec, mean over seeds, change vs A (relative, 0.05 = +5 %)."""
+def _recipe_matches(runs: pd.DataFrame, recipe: Mapping[str, Any]) -> pd.Series:
+    """Rows whose ``train/<key>`` equal every value of ``recipe`` (False where a column is missing)."""
+    mask = pd.Series(True, index=runs.index)
+    for key, value in recipe.items():
+        col = f"train/{key}"
+        if col not in runs:
+            return pd.Series(False, index=runs.index)
+        num = pd.to_numeric(runs[col], errors="coerce").to_numpy(dtype=float)
+        mask &= pd.Series(np.isclose(num, float(value)), index=runs.index)
+    return mask
+
+
+def table5(df: pd.DataFrame, dataset: str, protocol: str = "full",
+           recipe: Mapping[str, Any] | None = None) -> pd.DataFrame:
+    """Table 5: the ablations A-E of SAGERec, mean over seeds, change vs A (relative, 0.05 = +5 %).
+
+    ``recipe`` (e.g. :data:`FIXED_RECIPE`) reads the runs trained with those ``train`` settings
+    (``-o<hash>`` names; needs :func:`load_sagerec_results`) instead of the paper's recipe.
+    """
     rows = []
     for label, settings in ABLATIONS.items():
-        runs = select(df, dataset, "sagerec", protocol, sagerec=settings)
+        runs = select(df, dataset, "sagerec", protocol, sagerec=settings, recipe_overrides=recipe is not None)
+        if recipe is not None:
+            runs = runs[_recipe_matches(runs, recipe)]
         row: dict[str, Any] = {"variant": label, "seeds": int(runs["seed"].nunique()) if len(runs) else 0}
         for metric in METRICS:
             s = per_seed(runs, metric)
@@ -507,20 +528,32 @@ def plot_table3(df: pd.DataFrame, dataset: str, metric: str = "ndcg@10") -> Figu
     return fig
 
 
-def plot_table5(df: pd.DataFrame, dataset: str, metric: str = "ndcg@20", protocol: str = "full") -> Figure:
-    """Bars: the ablations A-E on ``metric``; the dashed line is the full model (A)."""
-    t = table5(df, dataset, protocol)
+def plot_table5(df: pd.DataFrame, dataset: str, metric: str = "ndcg@20", protocol: str = "full",
+                recipes: Mapping[str, Mapping[str, Any] | None] | None = None) -> Figure:
+    """Bars: the ablations A-E on ``metric``, one bar per recipe; dashed lines: the full model (A).
+
+    ``recipes`` maps a legend label to a :func:`table5` recipe (None = the paper's); default
+    the paper's recipe only.
+    """
+    recipes = recipes or {"paper's recipe": None}
     fig = Figure(figsize=(7, 3.2))
     ax = fig.subplots()
-    x = np.arange(len(t))
-    ax.bar(x, t[metric].fillna(0), color=["#C44E52"] + ["#4C72B0"] * (len(t) - 1))
-    for xi, st in enumerate(t["status"]):
-        if st != "ok":
-            ax.text(xi, 0, NOT_RUN, rotation=90, ha="center", va="bottom", fontsize=8)
-    if not math.isnan(t[metric].iloc[0]):
-        ax.axhline(t[metric].iloc[0], ls="--", color="k", lw=1)
-    ax.set_xticks(x, t["variant"], rotation=20, ha="right", fontsize=8)
+    width = 0.8 / len(recipes)
+    colours = ["#C44E52", "#4C72B0", "#55A868", "#8172B2"]
+    for i, (name, recipe) in enumerate(recipes.items()):
+        t = table5(df, dataset, protocol, recipe=recipe)
+        x = np.arange(len(t)) + (i - (len(recipes) - 1) / 2) * width
+        ax.bar(x, t[metric].fillna(0), width=width, color=colours[i % len(colours)], label=name)
+        for xi, st in zip(x, t["status"]):
+            if st != "ok":
+                ax.text(xi, 0, NOT_RUN, rotation=90, ha="center", va="bottom", fontsize=7)
+        if not math.isnan(t[metric].iloc[0]):
+            ax.axhline(t[metric].iloc[0], ls="--", color=colours[i % len(colours)], lw=1)
+    variants = list(ABLATIONS)
+    ax.set_xticks(np.arange(len(variants)), variants, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(METRIC_LABELS[metric])
+    if len(recipes) > 1:
+        ax.legend(fontsize=7, loc="upper right")
     ax.set_title(f"{dataset}: Table 5 ablations ({PROTOCOL_LABELS[protocol]})", fontsize=10)
     fig.tight_layout()
     return fig

@@ -291,3 +291,27 @@ def test_cli_cold_ranks_without_checkpoints_writes_nothing(tmp_path, monkeypatch
     assert not (tmp_path / "toys" / "cold-ranks.json").exists()
     assert main(["cold-ranks", "--dataset", "toys", "--runs", "sasrec-bce-full-seed0"]) == 2
     assert "no local checkpoint" in capsys.readouterr().err
+
+
+def test_table5_under_a_recipe_reads_only_runs_trained_with_it(tmp_path):
+    root = tmp_path / "results"
+    cases = [("sagerec-bce-full-seed0", {}, 5, 1e-5, 0.016),
+             ("sagerec-bce-full-seed0-ocae3dd", {}, 0, 0.0, 0.032),
+             ("sagerec-bce-full-seed0-o343228", {}, 0, 1e-5, 0.027),  # constant lr but the L2: neither table
+             ("sagerec-bce-full-seed0-sge03768-ocae3dd", {"graph": "random"}, 0, 0.0, 0.024)]
+    for stem, sagerec, patience, l2, value in cases:
+        _write_run(root, seed=0, ndcg10=value, name=stem, **sagerec)
+        path = root / "beauty" / f"{stem}.json"
+        run = json.loads(path.read_text())
+        run["config"]["train"].update(lr_decay_patience=patience, emb_l2=l2)
+        path.write_text(json.dumps(run))
+    df = rs.load_sagerec_results(root)
+    paper = rs.table5(df, "beauty").set_index("variant")
+    fixed = rs.table5(df, "beauty", recipe=rs.FIXED_RECIPE).set_index("variant")
+    assert paper.loc["A full", "ndcg@10"] == 0.016 and paper.loc["D random graph", "status"] == rs.NOT_RUN
+    assert fixed.loc["A full", "ndcg@10"] == 0.032 and fixed.loc["D random graph", "ndcg@10"] == 0.024
+    assert fixed.loc["D random graph", "vs A ndcg@20"] == pytest.approx(0.024 / 0.032 - 1)
+    assert (fixed["seeds"] == [1, 0, 0, 1, 0]).all()
+    ax = rs.plot_table5(df, "beauty", recipes={"paper": None, "fixed": rs.FIXED_RECIPE}).axes[0]
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == pytest.approx([1.25 * 0.016, 0, 0, 0, 0, 1.25 * 0.032, 0, 0, 1.25 * 0.024, 0])
