@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from rasr_lib.config import RegenConfig
-from rasr_lib.report import METRICS, OVERRIDE_PATTERN, load_history
+from rasr_lib.report import METRICS, VARIANT_PATTERN, load_history
 
 DATA_VARIANTS = ("original", "dr4sr", "rasr")  # the row order of Table 1
 DATA_LABELS = {"original": "original data", "dr4sr": "DR4SR", "rasr": "RaSR"}
@@ -129,8 +129,8 @@ def select_runs(
 ) -> pd.DataFrame:
     """Runs on ``data`` (and ``model``/``loss`` if given) at the default regeneration settings updated by ``regen``."""
     mask = runs["data"] == data
-    if "path" in runs:  # a run off its model's recipe (--set ...) is no cell of a table
-        mask &= ~runs["path"].astype(str).str.contains(OVERRIDE_PATTERN, regex=True)
+    if "path" in runs:  # a variant (-graph, -sg<hash>) or a run off its recipe (-o<hash>) is no cell
+        mask &= ~runs["path"].astype(str).str.contains(VARIANT_PATTERN, regex=True)
     if model is not None:
         mask &= runs["model"] == model
     if loss is not None:
@@ -200,6 +200,10 @@ def table1_cells(
     """
     metrics = list(metrics)
     runs = experiment_runs(df, dataset, profile)
+    if not runs.empty:  # the backbones of the table1 plan; other models' rows are on the results page
+        from rasr_lib.experiments.plans import TABLE1_MODELS
+
+        runs = runs[runs["model"].isin(TABLE1_MODELS)]
     keys = ["model", "loss", "data", "protocol"]
     picked = pd.concat([select_runs(runs, d) for d in DATA_VARIANTS]) if not runs.empty else runs
     ours = _mean_over_seeds(picked, keys, metrics).drop(columns="path")

@@ -44,7 +44,7 @@ def _metrics(ndcg20, recall20=None):
 
 
 def _write_run(root, *, model="sasrec", loss="bce", data="original", seed=0, ndcg20=0.04, recall20=None,
-               dataset="beauty", profile="full", gen_epochs=10, legacy=False, n_epochs=5, **regen):
+               dataset="beauty", profile="full", gen_epochs=10, legacy=False, n_epochs=5, suffix="", **regen):
     """One results JSON in run_experiment's layout; ``legacy`` leaves out config.regen (old files)."""
     test = _metrics(ndcg20, recall20)
     config = {"data": {"dataset": dataset, "max_len": 50, "max_users": 0},
@@ -63,7 +63,7 @@ def _write_run(root, *, model="sasrec", loss="bce", data="original", seed=0, ndc
         "history": [{"epoch": e, "loss": 1.0 / e, "valid_ndcg@20": ndcg20 * e / n_epochs}
                     for e in range(1, n_epochs + 1)],
     }
-    stem = f"{model}-{loss}-{profile}-seed{seed}"
+    stem = f"{model}-{loss}-{profile}-seed{seed}{suffix}"
     if data != "original":
         stem += f"-{data}-{abs(hash(json.dumps(config['regen'], sort_keys=True))) % 10**6:06d}"
     folder = root / dataset
@@ -98,6 +98,10 @@ def results(tmp_path):
     w(model="gru4rec", ndcg20=0.020, recall20=0.050)
     w(model="gru4rec", data="rasr", ndcg20=0.022, recall20=0.049)
     w(loss="ce", data="rasr", ndcg20=0.055)
+    # not Table 1 cells either: a backbone with SAGERec's graph module, a --set run, another model
+    w(model="gru4rec", ndcg20=0.9, suffix="-graph")
+    w(model="gru4rec", ndcg20=0.9, suffix="-o1a2b3c")
+    w(model="bpr", ndcg20=0.9)
     return root
 
 
