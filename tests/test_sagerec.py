@@ -317,7 +317,7 @@ def test_run_experiment_sagerec(tmp_path, monkeypatch):
 
     run_experiment(cfg, publish=True, progress=False)  # finished: read back and published
     name = next((tmp_path / "results" / "beauty").glob("sagerec-*.json")).stem
-    entry = collect_cold_ranks("beauty")["runs"][name]
+    entry = collect_cold_ranks("beauty", progress=False)["runs"][name]
     assert len(entry["ranks"]) == cold["n_users"] and entry["reproduces_committed"]
     assert entry["metrics"]["ndcg@10"] == pytest.approx(cold["ndcg@10"], abs=1e-12)
     assert all(1 <= r <= n_items for r in entry["ranks"])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from rasr_lib.config import ExperimentConfig, config_from_dict
 from rasr_lib.data import leave_one_out, load_dataset
@@ -89,7 +90,8 @@ def cold_target_ranks(result: dict, checkpoint: Path) -> dict:
             "metrics": metrics, "reproduces_committed": same}
 
 
-def collect_cold_ranks(dataset: str, names: list[str] | None = None, force: bool = False) -> dict:
+def collect_cold_ranks(dataset: str, names: list[str] | None = None, force: bool = False,
+                       progress: bool = True) -> dict:
     """Add the cold ranks of committed runs of ``dataset`` to ``results/<dataset>/cold-ranks.json``.
 
     ``names`` are result stems (default: every committed run with a local checkpoint). Runs
@@ -104,7 +106,7 @@ def collect_cold_ranks(dataset: str, names: list[str] | None = None, force: bool
     missing = [p.stem for p in paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"no committed result {', '.join(missing)} in {folder}")
-    for path in paths:
+    for path in tqdm(paths, desc="cold ranks", unit="run", disable=not progress, leave=False):
         result = json.loads(path.read_text(encoding="utf-8"))
         if "config" not in result or "metrics" not in result:
             continue
