@@ -97,7 +97,8 @@ class SageRecConfig:
     edge_dropout: float = 0.2  # share of undirected edges dropped per training step (§5.3)
     node_dropout: float = 0.5  # share of items whose outgoing messages are dropped per training step (§5.3)
     gcn_layers: int = 1  # propagation layers E <- E + A_hat E (§5.3: 1)
-    adj_norm: str = "renorm"  # renorm: D^-1/2 (w A) D^-1/2 after re-weighting | scale: w (D^-1/2 A D^-1/2)
+    adj_norm: str = "renorm"  # renorm: D^-1/2 (w A) D^-1/2 after re-weighting (d_i d_j floored at 1e-12)
+    # | renorm-exact: the same, free of w's overall scale | scale: w (D^-1/2 A D^-1/2)
 
 
 # ---- the backbone zoo (issue 5): one section per model, read only by that model and hashed only
@@ -301,7 +302,7 @@ MODEL_SECTIONS: dict[str, tuple[str, ...]] = {
 
 REGEN_METHODS = ("none", "rasr", "dr4sr")
 SAGEREC_GRAPHS = ("semantic", "random", "none")
-SAGEREC_NORMS = ("renorm", "scale")
+SAGEREC_NORMS = ("renorm", "renorm-exact", "scale")
 
 # Keys added after results were published: left out of the hash while at their default, so
 # every earlier run keeps its hash (and run folder).

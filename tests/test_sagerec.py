@@ -328,3 +328,19 @@ def test_run_experiment_sagerec(tmp_path, monkeypatch):
     assert not collect_cold_ranks("beauty", [name], force=True)["runs"][name]["reproduces_committed"]
     with pytest.raises(FileNotFoundError, match="no committed result"):
         collect_cold_ranks("beauty", ["sasrec-bce-full-seed0"])
+
+
+def test_renorm_exact_ignores_the_weights_overall_scale():
+    from rasr_lib.sagerec.model import normalize_entries
+
+    rows, cols = torch.tensor([0, 1, 1, 2, 0, 2]), torch.tensor([1, 0, 2, 1, 2, 0])
+    vals = torch.tensor([0.9, 0.9, 0.5, 0.5, 0.7, 0.7])
+    reference = normalize_entries(rows, cols, vals, 3)
+    assert torch.allclose(normalize_entries(rows, cols, vals, 3, exact=True), reference)
+    for scale in (1e-4, 1e-9, 1e-30):
+        assert torch.allclose(normalize_entries(rows, cols, scale * vals, 3, exact=True), reference, rtol=1e-5)
+    # the 1e-12 floor of "renorm": weights of 1e-9 give entries a thousand times too small
+    assert normalize_entries(rows, cols, 1e-9 * vals, 3).max() < 1e-2 * reference.min()
+    tiny = (1e-20 * vals).requires_grad_()
+    normalize_entries(rows, cols, tiny, 3, exact=True).sum().backward()
+    assert torch.isfinite(tiny.grad).all()

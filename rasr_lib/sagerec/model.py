@@ -15,6 +15,12 @@ Readings where the paper is silent (listed on the book's deviations page):
   NGCF's released code instead drop entries of the fixed normalised matrix and rescale, our
   ``"scale"`` mode). ``"scale"`` instead multiplies the fixed
   normalised graph by w_ij and rescales kept edges by 1 / keep probability.
+- **The degree floor.** ``"renorm"`` floors each product d_i d_j at 1e-12 before the inverse
+  square root. The learned weights can shrink as a whole (D^-1/2 A D^-1/2 does not depend on
+  their common scale, so nothing holds it): in full Beauty runs they fell to about 1e-9, under
+  the floor, and the messages to 1-7 % of the embeddings' size, so the graph faded out of the
+  model. ``"renorm-exact"`` takes each degree's inverse square root on its own, floored only at
+  the smallest positive float, and stays scale-free down to weights of about 1e-38.
 - **Node dropout** follows NGCF's definition: a dropped item sends no message this step (its
   column of A is removed); its own row, and the residual, are kept.
 - **Scoring** uses the propagated table (§4.4 writes e_i; §5.8's cold items need the graph).
@@ -34,7 +40,7 @@ from torch import nn
 from rasr_lib.models.base import SequentialRecommender
 from rasr_lib.sagerec.graph import ItemGraph
 
-ADJ_NORMS = ("renorm", "scale")
+ADJ_NORMS = ("renorm", "renorm-exact", "scale")
 
 
 class EdgeMLP(nn.Module):
@@ -64,14 +70,19 @@ class EdgeMLP(nn.Module):
 
 
 def normalize_entries(
-    rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n: int
+    rows: torch.Tensor, cols: torch.Tensor, vals: torch.Tensor, n: int, exact: bool = False
 ) -> torch.Tensor:
     """SAGERec §4.3: values of D_r^-1/2 A D_c^-1/2 for the COO entries (rows, cols, vals) of A [n, n].
 
     D_r / D_c are the row / column sums of A; for a symmetric A this is D^-1/2 A D^-1/2.
+    ``exact=False`` floors d_i d_j at 1e-12 (so tiny weights give tiny entries); ``exact=True``
+    floors each degree at the smallest positive float, so the result ignores A's overall scale.
     """
     deg_r = torch.zeros(n, dtype=vals.dtype, device=vals.device).index_add_(0, rows, vals)
     deg_c = torch.zeros(n, dtype=vals.dtype, device=vals.device).index_add_(0, cols, vals)
+    if exact:
+        tiny = torch.finfo(vals.dtype).tiny
+        return vals * deg_r.clamp_min(tiny).rsqrt()[rows] * deg_c.clamp_min(tiny).rsqrt()[cols]
     return vals * (deg_r[rows] * deg_c[cols]).clamp_min(1e-12).rsqrt()
 
 
@@ -129,7 +140,7 @@ def step_adjacency(
             weight = weight * norm  # w_ij (D^-1/2 A D^-1/2)_ij of the binary graph
     else:
         # Table 5 (B): fixed cosine weights (for "scale", already in norm = D^-1/2 S D^-1/2).
-        weight = fixed if owner.adj_norm == "renorm" else norm
+        weight = norm if owner.adj_norm == "scale" else fixed
     rows, cols = torch.cat([src, dst]), torch.cat([dst, src])
     vals = torch.cat([weight, weight])
     if owner.training and owner.node_dropout > 0:
@@ -137,8 +148,8 @@ def step_adjacency(
         sends = alive[cols]  # a dropped item sends no message
         rows, cols, vals = rows[sends], cols[sends], vals[sends]
         keep_prob *= 1 - owner.node_dropout
-    if owner.adj_norm == "renorm":
-        vals = normalize_entries(rows, cols, vals, n)
+    if owner.adj_norm != "scale":  # "renorm" or "renorm-exact"
+        vals = normalize_entries(rows, cols, vals, n, exact=owner.adj_norm == "renorm-exact")
     elif keep_prob < 1.0:
         vals = vals / keep_prob  # inverted dropout: the expected A_hat equals the evaluation one
     return rows, cols, vals
