@@ -1,4 +1,4 @@
-"""Command line: ``python -m rasr_lib {train,regenerate,plan,stats,cold-ranks,notebooks} ...`` (see ``--help``)."""
+"""Command line: ``python -m rasr_lib {train,regenerate,plan,stats,cold-ranks,graph-strength,notebooks} ...`` (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     cold.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
     cold.add_argument("--runs", nargs="*", help="result names (default: every committed run with a checkpoint here)")
     cold.add_argument("--force", action="store_true", help="recompute runs already in cold-ranks.json")
+
+    strength = sub.add_parser("graph-strength", help="measure the trained semantic graph (edge weights, message "
+                              "size) of committed SAGERec runs from their local checkpoints")
+    strength.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
+    strength.add_argument("--force", action="store_true", help="remeasure runs already in graph-strength.json")
 
     nbs = sub.add_parser("notebooks", help="execute the book's notebooks with papermill for one dataset")
     nbs.add_argument("--dataset", default="beauty")
@@ -201,6 +206,19 @@ def _cold_ranks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graph_strength(args: argparse.Namespace) -> int:
+    """Handle ``graph-strength``: one line per run (median weight, message size)."""
+    from rasr_lib.experiments.graph_strength import collect_graph_strength
+
+    store = collect_graph_strength(args.dataset, args.force)
+    if not store["runs"]:
+        print(f"no committed {args.dataset} graph run has a checkpoint under runs/train: nothing to measure")
+    for name, e in store["runs"].items():
+        print(f"{name:48s} weight p50 {e['weight']['p50']:9.2e}  A_hat p50 {e['a_hat']['p50']:9.2e}"
+              f"  message {100 * e['message_ratio']:5.1f} % of |E|")
+    return 0
+
+
 def _notebooks(args: argparse.Namespace) -> int:
     """Handle ``notebooks``: papermill runs collected into results/."""
     from rasr_lib.experiments.runner import run_all
@@ -219,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     handlers = {"train": _train, "regenerate": _regenerate, "plan": _plan, "stats": _stats,
-                "cold-ranks": _cold_ranks, "notebooks": _notebooks}
+                "cold-ranks": _cold_ranks, "graph-strength": _graph_strength, "notebooks": _notebooks}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as err:  # DataError is a ValueError

@@ -665,8 +665,11 @@ def _run_label(config: Mapping[str, Any]) -> str:
     model = config.get("model", {}).get("name", "?")
     words = MODEL_LABELS.get(model, model)
     if model == "sagerec":
-        graph = config.get("sagerec", {}).get("graph")
-        words += " C w/o graph" if graph == "none" else " A full" if graph == "semantic" else f" ({graph})"
+        sg = config.get("sagerec", {})
+        variant = ("C w/o graph" if sg.get("graph") == "none" else "D random graph" if sg.get("graph") == "random"
+                   else "B w/o edge learning" if not sg.get("edge_learning", True)
+                   else "E w/o position" if not sg.get("position", True) else "A full")
+        words += f" {variant}" + (f", {sg['adj_norm']}" if sg.get("adj_norm", "renorm") != "renorm" else "")
         train = config.get("train", {})
         words += ", " + schedule_label(train.get("lr_decay_patience"), train.get("lr_decay_factor"),
                                        train.get("lr_decay_on"), train.get("emb_l2", np.nan))
@@ -752,3 +755,26 @@ def plot_cold_ranks(dataset: str, results_dir: str | Path | None = None,
     ax.set_title(f"{dataset}: where items never seen in training are ranked")
     fig.tight_layout()
     return fig
+
+
+def graph_strength_table(dataset: str, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Per run in ``results/<dataset>/graph-strength.json``: edge weights, A_hat, message size, test N@20.
+
+    ``message %`` is the mean over items of |A_hat E|_i / |E|_i under the run's best weights:
+    how much the graph still changes an item's vector. Sorted by it.
+    """
+    from rasr_lib.runtime import results_dir as default_results_dir
+
+    folder = Path(results_dir or default_results_dir()) / dataset
+    cols = ["run", "label", "edge weights", "weight p50", "A_hat p50", "message %", "ndcg@20"]
+    path = folder / "graph-strength.json"
+    if not path.exists():
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for name, e in json.loads(path.read_text(encoding="utf-8"))["runs"].items():
+        result_path = folder / f"{name}.json"
+        config = json.loads(result_path.read_text(encoding="utf-8"))["config"] if result_path.exists() else {}
+        rows.append({"run": name, "label": _run_label(config), "edge weights": "learned" if e["learned"] else "cosine",
+                     "weight p50": e["weight"]["p50"], "A_hat p50": e["a_hat"]["p50"],
+                     "message %": 100 * e["message_ratio"], "ndcg@20": e.get("test_ndcg@20")})
+    return pd.DataFrame(rows, columns=cols).sort_values("message %", kind="stable").reset_index(drop=True)

@@ -315,3 +315,19 @@ def test_table5_under_a_recipe_reads_only_runs_trained_with_it(tmp_path):
     ax = rs.plot_table5(df, "beauty", recipes={"paper": None, "fixed": rs.FIXED_RECIPE}).axes[0]
     heights = [p.get_height() for p in ax.patches]
     assert heights == pytest.approx([1.25 * 0.016, 0, 0, 0, 0, 1.25 * 0.032, 0, 0, 1.25 * 0.024, 0])
+
+
+def test_graph_strength_table_reads_graph_strength_json(tmp_path):
+    _write_run(tmp_path, name="sagerec-bce-full-seed0")
+    _write_run(tmp_path, name="sagerec-bce-full-seed0-sga3b9ba", edge_learning=False)
+    runs = {"sagerec-bce-full-seed0": {"learned": True, "weight": {"p50": 1e-9}, "a_hat": {"p50": 1e-3},
+                                       "message_ratio": 0.02, "test_ndcg@20": 0.03},
+            "sagerec-bce-full-seed0-sga3b9ba": {"learned": False, "weight": {"p50": 0.76},
+                                                "a_hat": {"p50": 0.2}, "message_ratio": 0.6, "test_ndcg@20": 0.04}}
+    (tmp_path / "beauty" / "graph-strength.json").write_text(json.dumps({"analysis": "graph-strength", "runs": runs}))
+    table = rs.graph_strength_table("beauty", tmp_path)
+    assert table["message %"].tolist() == pytest.approx([2.0, 60.0])
+    assert table["edge weights"].tolist() == ["learned", "cosine"]
+    assert table["label"].str.startswith("SAGERec A full").iloc[0]
+    assert table["label"].str.startswith("SAGERec B w/o edge learning").iloc[1]
+    assert rs.graph_strength_table("toys", tmp_path).empty

@@ -328,6 +328,12 @@ def test_run_experiment_sagerec(tmp_path, monkeypatch):
     assert not collect_cold_ranks("beauty", [name], force=True)["runs"][name]["reproduces_committed"]
     with pytest.raises(FileNotFoundError, match="no committed result"):
         collect_cold_ranks("beauty", ["sasrec-bce-full-seed0"])
+    from rasr_lib.experiments.graph_strength import collect_graph_strength
+
+    strength = collect_graph_strength("beauty", progress=False)["runs"][name]
+    assert strength["learned"] and strength["adj_norm"] == "renorm"
+    assert 0 < strength["weight"]["p5"] <= strength["weight"]["p50"] <= strength["weight"]["p95"] < 1
+    assert 0 < strength["message_ratio"] < 10 and strength["a_hat"]["p50"] > 0
 
 
 def test_renorm_exact_ignores_the_weights_overall_scale():
