@@ -17,40 +17,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from rasr_lib.config import ExperimentConfig, config_from_dict
-from rasr_lib.data import leave_one_out, load_dataset
+from rasr_lib.config import config_from_dict
 from rasr_lib.evaluation import cold_target_users, evaluate, metrics_from_ranks
-from rasr_lib.models import build_model
-from rasr_lib.runtime import git_commit, results_dir, runs_dir
+from rasr_lib.experiments.train_run import load_trained_run, local_checkpoint
+from rasr_lib.runtime import git_commit, results_dir, runs_dir, write_json
 
 log = logging.getLogger(__name__)
 
 OUTPUT_NAME = "cold-ranks.json"
-
-
-def local_checkpoint(cfg: ExperimentConfig) -> Path | None:
-    """The ``runs/train`` checkpoint of a run that trained with ``cfg``'s settings, or None.
-
-    Folders are named by config hash, which also covers the evaluation batch size; any folder
-    whose recorded config trains the same run counts (:func:`same_settings`).
-    """
-    from rasr_lib.experiments.train_run import same_settings
-
-    folder = runs_dir() / "train" / cfg.data.dataset
-    for result_path in sorted(folder.glob(f"{cfg.model.name}-*/result.json")):
-        checkpoint = result_path.with_name("checkpoint.pt")
-        if not checkpoint.exists():
-            continue
-        recorded = json.loads(result_path.read_text(encoding="utf-8")).get("config") or {}
-        try:
-            if same_settings(config_from_dict(recorded), cfg):
-                return checkpoint
-        except ValueError:
-            continue
-    return None
 
 
 def cold_target_ranks(result: dict, checkpoint: Path) -> dict:
@@ -62,20 +38,7 @@ def cold_target_ranks(result: dict, checkpoint: Path) -> dict:
     recorded, come out again to 1e-9).
     """
     cfg = config_from_dict(result["config"])
-    dataset = load_dataset(cfg.data.dataset, max_users=cfg.data.max_users)
-    split = leave_one_out(dataset, cfg.data.max_len)
-    if cfg.regen.method != "none":
-        from rasr_lib.experiments.regen_run import regenerated_split
-
-        split, _ = regenerated_split(cfg, split, progress=False)
-    graph = None
-    if cfg.model.name == "sagerec" or cfg.model.semantic_graph:
-        from rasr_lib.sagerec.graph import graph_for
-
-        graph = graph_for(cfg, dataset, progress=False)
-    model = build_model(cfg, dataset.n_items, graph=graph, split=split)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["best_state"])
+    model, split, dataset = load_trained_run(result, checkpoint)
     test = evaluate(model, split, "test", cfg.eval, device="cpu", return_ranks=True)
     cold = cold_target_users(split, "test")
     ranks = np.asarray(test["ranks"])[cold]
@@ -130,8 +93,5 @@ def collect_cold_ranks(dataset: str, names: list[str] | None = None, force: bool
         return store  # nothing ranked: write no file
     store["command"] = f"python -m rasr_lib cold-ranks --dataset {dataset}"
     store["git_commit"] = git_commit()
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(store, indent=1) + "\n")
-    tmp.replace(out_path)
+    write_json(store, out_path)
     return store

@@ -19,10 +19,8 @@ import torch
 from tqdm.auto import tqdm
 
 from rasr_lib.config import config_from_dict
-from rasr_lib.data import leave_one_out, load_dataset
-from rasr_lib.experiments.cold_ranks import local_checkpoint
-from rasr_lib.models import build_model
-from rasr_lib.runtime import git_commit, results_dir, runs_dir
+from rasr_lib.experiments.train_run import load_trained_run, local_checkpoint
+from rasr_lib.runtime import git_commit, results_dir, write_json
 
 OUTPUT_NAME = "graph-strength.json"
 
@@ -34,17 +32,10 @@ def graph_strength(result: dict, checkpoint: Path) -> dict:
     ``message_ratio`` (mean over items of |A_hat E|_i / |E|_i) and ``learned`` (edge MLP or fixed
     cosine weights).
     """
-    from rasr_lib.sagerec.graph import graph_for
     from rasr_lib.sagerec.model import step_adjacency
 
-    cfg = config_from_dict(result["config"])
-    dataset = load_dataset(cfg.data.dataset, max_users=cfg.data.max_users)
-    split = leave_one_out(dataset, cfg.data.max_len)
-    graph = graph_for(cfg, dataset, progress=False)
-    model = build_model(cfg, dataset.n_items, graph=graph, split=split)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    model.load_state_dict(state["best_state"])
-    model.eval()
+    model, _, _ = load_trained_run(result, checkpoint)
+    adj_norm = config_from_dict(result["config"]).sagerec.adj_norm
     # SAGERec holds the graph itself; a backbone holds it in its table's parametrization.
     owner = model if hasattr(model, "edge_src") else next(m for m in model.modules() if hasattr(m, "edge_src"))
     with torch.no_grad():
@@ -58,7 +49,7 @@ def graph_strength(result: dict, checkpoint: Path) -> dict:
         message = torch.zeros_like(emb).index_add_(0, rows, vals[:, None] * emb[cols])
         ratio = float((message[1:].norm(dim=1) / emb[1:].norm(dim=1).clamp_min(1e-12)).mean())
     pct = (5, 50, 95)
-    return {"learned": owner.edge_mlp is not None, "adj_norm": cfg.sagerec.adj_norm,
+    return {"learned": owner.edge_mlp is not None, "adj_norm": adj_norm,
             "weight": dict(zip(("p5", "p50", "p95"), np.percentile(weight.numpy(), pct).tolist())),
             "a_hat": dict(zip(("p5", "p50", "p95"), np.percentile(vals.numpy(), pct).tolist())),
             "message_ratio": ratio}
@@ -91,7 +82,5 @@ def collect_graph_strength(dataset: str, force: bool = False, progress: bool = T
         return store
     store["command"] = f"python -m rasr_lib graph-strength --dataset {dataset}"
     store["git_commit"] = git_commit()
-    tmp = out_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(store, indent=1) + "\n")
-    tmp.replace(out_path)
+    write_json(store, out_path)
     return store

@@ -50,7 +50,7 @@ from rasr_lib.rasr.regenerate import (
     subsample,
     training_rows,
 )
-from rasr_lib.runtime import get_device, runs_dir, set_seed
+from rasr_lib.runtime import get_device, runs_dir, set_seed, write_json
 
 log = logging.getLogger(__name__)
 
@@ -157,13 +157,6 @@ def augmented_as_regenerated(augmented: AugmentedSet) -> RegeneratedSet:
                           n_decoded=augmented.n_candidates)
 
 
-def _write_json(obj: dict, path: Path) -> None:
-    """Write JSON atomically."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
-    tmp.replace(path)
-
-
 def run_regeneration(
     cfg: ExperimentConfig, dataset: SeqDataset | None = None, force: bool = False, progress: bool = True
 ) -> tuple[RegeneratedSet, dict]:
@@ -219,7 +212,7 @@ def run_regeneration(
     save_regenerated(out_path, regenerated, pipeline_key(cfg), cfg.seed)
     summary.update({"regenerated": regenerated.stats(), "generator_history": history,
                     "timings": {k: round(v, 1) for k, v in timings.items()}})
-    _write_json(summary, summary_path)
+    write_json(summary, summary_path)
     return regenerated, summary
 
 

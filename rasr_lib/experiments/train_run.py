@@ -19,7 +19,7 @@ from rasr_lib.data import leave_one_out, load_dataset
 from rasr_lib.evaluation import cold_target_users, evaluate, metrics_from_ranks, protocol_name
 from rasr_lib.models import build_model
 from rasr_lib.rasr.regenerate import config_digest
-from rasr_lib.runtime import get_device, git_commit, results_dir, runs_dir, set_seed
+from rasr_lib.runtime import get_device, git_commit, results_dir, runs_dir, set_seed, write_json
 from rasr_lib.training import fit
 
 log = logging.getLogger(__name__)
@@ -92,14 +92,6 @@ def run_dir(cfg: ExperimentConfig) -> Path:
     return runs_dir() / "train" / cfg.data.dataset / f"{cfg.model.name}-{config_hash(cfg)}"
 
 
-def _write_json(obj: dict, path: Path) -> None:
-    """Write JSON atomically (temporary file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=False) + "\n")
-    tmp.replace(path)
-
-
 def same_settings(a: ExperimentConfig, b: ExperimentConfig) -> bool:
     """True when two configs would train the same run (device and evaluation batch size aside)."""
     def key(cfg: ExperimentConfig) -> dict:
@@ -129,6 +121,50 @@ def committed_result(cfg: ExperimentConfig) -> dict | None:
         return None
     log.info("skipping run committed as %s", path)
     return result
+
+
+def local_checkpoint(cfg: ExperimentConfig) -> Path | None:
+    """The ``runs/train`` checkpoint of a run that trained with ``cfg``'s settings, or None.
+
+    Folders are named by config hash, which also covers the evaluation batch size; any folder
+    whose recorded config trains the same run counts (:func:`same_settings`).
+    """
+    folder = runs_dir() / "train" / cfg.data.dataset
+    for result_path in sorted(folder.glob(f"{cfg.model.name}-*/result.json")):
+        checkpoint = result_path.with_name("checkpoint.pt")
+        if not checkpoint.exists():
+            continue
+        recorded = json.loads(result_path.read_text(encoding="utf-8")).get("config") or {}
+        try:
+            if same_settings(config_from_dict(recorded), cfg):
+                return checkpoint
+        except ValueError:
+            continue
+    return None
+
+
+def load_trained_run(result: dict, checkpoint: Path) -> tuple[Any, Any, Any]:
+    """(model with the checkpoint's best weights, in eval mode, on the CPU; its split; its dataset).
+
+    ``result`` is a published result: its ``config`` rebuilds the data (regenerated data from
+    the cached pipeline), the semantic graph where the model uses one, and the model.
+    """
+    cfg = config_from_dict(result["config"])
+    dataset = load_dataset(cfg.data.dataset, max_users=cfg.data.max_users)
+    split = leave_one_out(dataset, cfg.data.max_len)
+    if cfg.regen.method != "none":
+        from rasr_lib.experiments.regen_run import regenerated_split
+
+        split, _ = regenerated_split(cfg, split, progress=False)
+    graph = None
+    if cfg.model.name == "sagerec" or cfg.model.semantic_graph:
+        from rasr_lib.sagerec.graph import graph_for
+
+        graph = graph_for(cfg, dataset, progress=False)
+    model = build_model(cfg, dataset.n_items, graph=graph, split=split)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["best_state"])
+    return model.eval(), split, dataset
 
 
 def _resumable(result: dict, checkpoint: Path) -> bool:
@@ -228,7 +264,7 @@ def run_experiment(
             result["prepare"] = prepared  # e.g. S3-Rec's pre-training losses and seconds
         if graph is not None:
             result["graph"] = graph.stats()  # SAGERec: nodes, edges, isolated items, mean degree
-        _write_json(result, result_path)
+        write_json(result, result_path)
     if publish:
-        _write_json(result, results_dir() / cfg.data.dataset / f"{run_name(cfg)}.json")
+        write_json(result, results_dir() / cfg.data.dataset / f"{run_name(cfg)}.json")
     return result
