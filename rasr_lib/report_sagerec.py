@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -45,6 +46,7 @@ PROTOCOLS = ("full", "sampled100")
 SCHEDULE_KEYS = ("lr_decay_patience", "lr_decay_factor", "lr_decay_on", "emb_l2")
 # Chapter 10 §3b: the paper's recipe without its lr rule and its L2 (the best of the recipes tried).
 FIXED_RECIPE = {"lr_decay_patience": 0, "emb_l2": 0.0}
+FIXED_RECIPE_WORDS = "constant lr, no L2"  # schedule_label of FIXED_RECIPE
 SCHEDULE_VARIANTS = {"A full": {}, "C w/o graph": {"graph": "none"}}  # Table 5 rows the recipe study uses
 PROTOCOL_LABELS = {"full": "full ranking", "sampled100": "1 + 100 sampled negatives"}
 TOP = {10: ("recall@10", "ndcg@10"), 20: ("recall@20", "ndcg@20")}  # Table 3 = top-10, 4 = top-20
@@ -721,7 +723,8 @@ def plot_cold_ranks(dataset: str, results_dir: str | Path | None = None,
     """Cumulative share of cold test targets ranked at or above each percentile of the catalogue, per run.
 
     ``runs`` (result names) picks the curves; default one curve per model/variant on the original
-    data (lowest seed). The diagonal is a model that knows nothing of the item.
+    data (lowest seed), SAGERec's only under the fixed recipe (constant lr, no L2). The diagonal
+    is a model that knows nothing of the item.
     """
     from rasr_lib.runtime import results_dir as default_results_dir
 
@@ -738,21 +741,25 @@ def plot_cold_ranks(dataset: str, results_dir: str | Path | None = None,
     if runs is None:
         table = table.assign(_variant=table["label"].str.replace(r", seed \d+$", "", regex=True))
         original = table[~table["_variant"].str.contains(" data")]
+        sagerec = original["_variant"].str.startswith("SAGERec")
+        original = original[~sagerec | original["_variant"].str.endswith(FIXED_RECIPE_WORDS)]
         picked = original.sort_values("run").drop_duplicates("_variant")["run"].tolist()
     else:
         picked = list(runs)
-    labels = dict(zip(table["run"], table["label"]))
+    labels = {run: label.replace(f", {FIXED_RECIPE_WORDS}", "") for run, label in zip(table["run"], table["label"])}
+    colours = iter(matplotlib.colormaps["tab20"].colors)
     for name in sorted(picked, key=lambda n: np.median(store[n]["ranks"])):
         ranks = np.sort(np.asarray(store[name]["ranks"], dtype=float)) / store[name]["n_items"]
         ax.step(100 * ranks, np.arange(1, len(ranks) + 1) / len(ranks), where="post",
-                label=labels.get(name, name))
+                label=labels.get(name, name), color=next(colours))
     ax.plot([0, 100], [0, 1], color="0.6", linestyle=":", label="uninformed (uniform rank)")
     ax.set_xlabel("rank of the cold test target, % of the catalogue (0 = top)")
     ax.set_ylabel("share of cold users")
     ax.set_xlim(0, 100)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    ax.set_title(f"{dataset}: where items never seen in training are ranked")
+    ax.set_title(f"{dataset}: where items never seen in training are ranked "
+                 f"(SAGERec: {FIXED_RECIPE_WORDS})", fontsize=10)
     fig.tight_layout()
     return fig
 

@@ -273,7 +273,9 @@ def test_cold_rank_table_and_plot_read_cold_ranks_json(tmp_path):
     assert table.loc["sasrec-bce-full-seed0", "median percentile"] == 99
     assert not table.loc["sasrec-bce-full-seed0", "reproduced"]
     assert table.loc["sagerec-bce-full-seed0", "label"].startswith("SAGERec A full, ")
-    ax = rs.plot_cold_ranks("beauty", tmp_path).axes[0]
+    ax = rs.plot_cold_ranks("beauty", tmp_path).axes[0]  # default: SAGERec only under the fixed recipe
+    assert [line.get_label() for line in ax.get_lines()] == ["SASRec, seed 0", "uninformed (uniform rank)"]
+    ax = rs.plot_cold_ranks("beauty", tmp_path, runs=["sasrec-bce-full-seed0", "sagerec-bce-full-seed0"]).axes[0]
     assert len(ax.get_lines()) == 3  # two runs + the uninformed diagonal
     assert list(ax.get_lines()[0].get_xdata()) == [1, 50, 60, 90]  # best median first
     assert load_results(tmp_path).set_index("path").loc["beauty/cold-ranks.json", "kind"] == "analysis"
@@ -331,3 +333,8 @@ def test_graph_strength_table_reads_graph_strength_json(tmp_path):
     assert table["label"].str.startswith("SAGERec A full").iloc[0]
     assert table["label"].str.startswith("SAGERec B w/o edge learning").iloc[1]
     assert rs.graph_strength_table("toys", tmp_path).empty
+
+
+def test_fixed_recipe_words_are_its_schedule_label():
+    r = rs.FIXED_RECIPE
+    assert rs.schedule_label(r["lr_decay_patience"], 0.1, "loss", r["emb_l2"]) == rs.FIXED_RECIPE_WORDS
