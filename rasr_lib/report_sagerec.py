@@ -689,6 +689,25 @@ def _run_label(config: Mapping[str, Any]) -> str:
     return f"{words}, seed {config.get('seed', '?')}"
 
 
+def _analysis_entries(dataset: str, file_name: str, results_dir: str | Path | None = None) -> list[tuple]:
+    """(run name, entry, label) per run of an analysis file ``results/<dataset>/<file_name>`` (empty if none).
+
+    The label comes from the run's own committed result (:func:`_run_label`).
+    """
+    from rasr_lib.runtime import results_dir as default_results_dir
+
+    folder = Path(results_dir or default_results_dir()) / dataset
+    path = folder / file_name
+    if not path.exists():
+        return []
+    out = []
+    for name, entry in json.loads(path.read_text(encoding="utf-8"))["runs"].items():
+        result_path = folder / f"{name}.json"
+        config = json.loads(result_path.read_text(encoding="utf-8"))["config"] if result_path.exists() else {}
+        out.append((name, entry, _run_label(config)))
+    return out
+
+
 def cold_rank_table(dataset: str, results_dir: str | Path | None = None) -> pd.DataFrame:
     """§5.8 in ranks: per run in ``results/<dataset>/cold-ranks.json``, where its cold test targets land.
 
@@ -696,20 +715,12 @@ def cold_rank_table(dataset: str, results_dir: str | Path | None = None) -> pd.D
     share in the top half, share in the top 1,000, N@10, reproduced (the checkpoint gave the
     committed test metrics again). Sorted by median rank.
     """
-    from rasr_lib.runtime import results_dir as default_results_dir
-
-    folder = Path(results_dir or default_results_dir()) / dataset
     cols = ["run", "label", "cold users", "median rank", "median percentile", "top half",
             "top 1000", "ndcg@10", "reproduced"]
-    path = folder / "cold-ranks.json"
-    if not path.exists():
-        return pd.DataFrame(columns=cols)
     rows = []
-    for name, entry in json.loads(path.read_text(encoding="utf-8"))["runs"].items():
-        result_path = folder / f"{name}.json"
-        config = json.loads(result_path.read_text(encoding="utf-8"))["config"] if result_path.exists() else {}
+    for name, entry, label in _analysis_entries(dataset, "cold-ranks.json", results_dir):
         ranks = np.asarray(entry["ranks"], dtype=float)
-        rows.append({"run": name, "label": _run_label(config), "cold users": len(ranks),
+        rows.append({"run": name, "label": label, "cold users": len(ranks),
                      "median rank": float(np.median(ranks)),
                      "median percentile": 100 * float(np.median(ranks)) / entry["n_items"],
                      "top half": float((ranks <= entry["n_items"] / 2).mean()),
@@ -726,9 +737,6 @@ def plot_cold_ranks(dataset: str, results_dir: str | Path | None = None,
     data (lowest seed), SAGERec's only under the fixed recipe (constant lr, no L2). The diagonal
     is a model that knows nothing of the item.
     """
-    from rasr_lib.runtime import results_dir as default_results_dir
-
-    folder = Path(results_dir or default_results_dir()) / dataset
     table = cold_rank_table(dataset, results_dir)
     fig = Figure(figsize=(9, 4.2))
     ax = fig.add_subplot()
@@ -737,7 +745,7 @@ def plot_cold_ranks(dataset: str, results_dir: str | Path | None = None,
         ax.set_xticks([])
         ax.set_yticks([])
         return fig
-    store = json.loads((folder / "cold-ranks.json").read_text(encoding="utf-8"))["runs"]
+    store = {name: entry for name, entry, _ in _analysis_entries(dataset, "cold-ranks.json", results_dir)}
     if runs is None:
         table = table.assign(_variant=table["label"].str.replace(r", seed \d+$", "", regex=True))
         original = table[~table["_variant"].str.contains(" data")]
@@ -770,18 +778,10 @@ def graph_strength_table(dataset: str, results_dir: str | Path | None = None) ->
     ``message %`` is the mean over items of |A_hat E|_i / |E|_i under the run's best weights:
     how much the graph still changes an item's vector. Sorted by it.
     """
-    from rasr_lib.runtime import results_dir as default_results_dir
-
-    folder = Path(results_dir or default_results_dir()) / dataset
     cols = ["run", "label", "edge weights", "weight p50", "A_hat p50", "message %", "ndcg@20"]
-    path = folder / "graph-strength.json"
-    if not path.exists():
-        return pd.DataFrame(columns=cols)
     rows = []
-    for name, e in json.loads(path.read_text(encoding="utf-8"))["runs"].items():
-        result_path = folder / f"{name}.json"
-        config = json.loads(result_path.read_text(encoding="utf-8"))["config"] if result_path.exists() else {}
-        rows.append({"run": name, "label": _run_label(config), "edge weights": "learned" if e["learned"] else "cosine",
+    for name, e, label in _analysis_entries(dataset, "graph-strength.json", results_dir):
+        rows.append({"run": name, "label": label, "edge weights": "learned" if e["learned"] else "cosine",
                      "weight p50": e["weight"]["p50"], "A_hat p50": e["a_hat"]["p50"],
                      "message %": 100 * e["message_ratio"], "ndcg@20": e.get("test_ndcg@20")})
     return pd.DataFrame(rows, columns=cols).sort_values("message %", kind="stable").reset_index(drop=True)
