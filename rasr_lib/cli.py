@@ -1,4 +1,4 @@
-"""Command line: ``python -m rasr_lib {train,regenerate,plan,stats,cold-ranks,graph-strength,notebooks} ...`` (see ``--help``)."""
+"""Command line: ``python -m rasr_lib {train,regenerate,plan,stats,cold-ranks,graph-strength,sampled-eval,notebooks} ...`` (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -101,6 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
                               "size) of committed SAGERec runs from their local checkpoints")
     strength.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
     strength.add_argument("--force", action="store_true", help="remeasure runs already in graph-strength.json")
+
+    sampled = sub.add_parser("sampled-eval", help="evaluate committed full-ranking runs again under 1 + 100 "
+                             "sampled negatives from their local checkpoints (SAGERec Tables 3/4)")
+    sampled.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
+    sampled.add_argument("--runs", nargs="*",
+                         help="result names (default: every full-ranking run on the original data with a checkpoint)")
+    sampled.add_argument("--force", action="store_true", help="re-evaluate runs already in sampled-eval.json")
 
     nbs = sub.add_parser("notebooks", help="execute the book's notebooks with papermill for one dataset")
     nbs.add_argument("--dataset", default="beauty")
@@ -219,6 +226,24 @@ def _graph_strength(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sampled_eval(args: argparse.Namespace) -> int:
+    """Handle ``sampled-eval``: one line per run (sampled test N@10 beside the committed full one)."""
+    import json
+
+    from rasr_lib.experiments.sampled_eval import collect_sampled
+    from rasr_lib.runtime import results_dir
+
+    store = collect_sampled(args.dataset, args.runs, args.force)
+    if not store["runs"]:
+        print(f"no committed {args.dataset} full-ranking run has a checkpoint under runs/train: nothing to "
+              "evaluate (runs/ is a cache; train a run first)")
+    for name, e in store["runs"].items():
+        path = results_dir() / args.dataset / f"{name}.json"
+        full = json.loads(path.read_text(encoding="utf-8"))["metrics"]["test"]["ndcg@10"] if path.exists() else float("nan")
+        print(f"{name:48s} N@10 sampled {e['metrics']['test']['ndcg@10']:.4f}  full {full:.4f}")
+    return 0
+
+
 def _notebooks(args: argparse.Namespace) -> int:
     """Handle ``notebooks``: papermill runs collected into results/."""
     from rasr_lib.experiments.runner import run_all
@@ -237,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     handlers = {"train": _train, "regenerate": _regenerate, "plan": _plan, "stats": _stats,
-                "cold-ranks": _cold_ranks, "graph-strength": _graph_strength, "notebooks": _notebooks}
+                "cold-ranks": _cold_ranks, "graph-strength": _graph_strength,
+                "sampled-eval": _sampled_eval, "notebooks": _notebooks}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as err:  # DataError is a ValueError

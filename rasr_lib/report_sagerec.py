@@ -130,7 +130,43 @@ def load_sagerec_results(results_dir: str | Path | None = None) -> pd.DataFrame:
     if not extra:
         return _prepare(df)
     extra_df = pd.DataFrame(extra, index=df.index)
-    return _prepare(pd.concat([df, extra_df[[c for c in extra_df if c not in df]]], axis=1))
+    df = pd.concat([df, extra_df[[c for c in extra_df if c not in df]]], axis=1)
+    return _prepare(_with_sampled_rescores(df, Path(results_dir)))
+
+
+SAMPLED_RESCORE_LABEL = "1+100 sampled negatives, history excluded (full-ranking checkpoint)"
+
+
+def _with_sampled_rescores(df: pd.DataFrame, results_dir: Path) -> pd.DataFrame:
+    """``df`` plus one sampled-protocol row per run in ``<dataset>/sampled-eval.json``.
+
+    Each new row is its full-ranking source row with the sampled metrics, ``eval_protocol``
+    ``sampled100``, ``rescored`` True and ``path`` ``<dataset>/sampled-eval.json#<stem>`` (so the
+    variant patterns still see the source's name). A run trained under the sampled protocol
+    (``<stem>`` with ``-sampled100``) replaces the rescored row of its source.
+    """
+    df = df.assign(rescored=False)
+    paths = set(df["path"].astype(str))
+    new_rows = []
+    for analysis in sorted(results_dir.glob("*/sampled-eval.json")):
+        dataset = analysis.parent.name
+        store = json.loads(analysis.read_text(encoding="utf-8"))
+        for stem, entry in (store.get("runs") or {}).items():
+            source = f"{dataset}/{stem}.json"
+            parts = stem.split("-", 4)  # model, loss, profile, seedN, rest: the protocol goes after seedN
+            trained = "-".join(parts[:4] + ["sampled100"] + parts[4:]) if len(parts) >= 4 else None
+            if source not in paths or f"{dataset}/{trained}.json" in paths:
+                continue
+            row = df[df["path"] == source].iloc[0].to_dict()
+            row = {k: v for k, v in row.items() if not k.startswith(("valid/", "test/", "cold/"))}
+            for part, values in (entry.get("metrics") or {}).items():
+                row.update({f"{part}/{k}": v for k, v in values.items()})
+            row.update(eval_protocol="sampled100", protocol=SAMPLED_RESCORE_LABEL, rescored=True,
+                       path=f"{dataset}/{analysis.name}#{stem}")
+            new_rows.append(row)
+    if not new_rows:
+        return df
+    return pd.concat([df, pd.DataFrame(new_rows)], ignore_index=True)
 
 
 def _prepare(df: pd.DataFrame) -> pd.DataFrame:
@@ -246,7 +282,9 @@ def significance(df: pd.DataFrame, dataset: str, protocol: str = "full",
 def table3(df: pd.DataFrame, dataset: str, protocol: str = "full", k: int = 10) -> pd.DataFrame:
     """Table 3 (k = 10) or 4 (k = 20): mean and std over seeds per model, p vs the strongest baseline.
 
-    One row per model of :data:`MODELS`; ``std`` is the sample standard deviation (ddof 1,
+    One row per model of :data:`MODELS`; ``rescored`` counts the runs whose sampled-protocol
+    numbers come from a full-ranking run's checkpoint (:mod:`rasr_lib.experiments.sampled_eval`);
+    ``std`` is the sample standard deviation (ddof 1,
     NaN with one seed); ``p <metric>`` (SAGERec row only) is the paired t-test against the
     baseline with the best mean on that metric; ``paper gain <metric>`` is the paper's gain over
     CL4SRec in percent where the text gives one.
@@ -264,6 +302,8 @@ def table3(df: pd.DataFrame, dataset: str, protocol: str = "full", k: int = 10) 
             row[metric] = float(s.mean()) if len(s) else math.nan
             row[f"{metric} std"] = float(s.std(ddof=1)) if len(s) >= 2 else math.nan
         row["seeds"] = len(seeds)
+        # seeds whose sampled numbers re-rank a full-ranking run's checkpoint (sampled-eval)
+        row["rescored"] = int(runs["rescored"].fillna(False).astype(bool).sum()) if "rescored" in runs else 0
         for metric in metrics:
             is_sage = model == "sagerec"
             row[f"p {metric}"] = sig.loc[metric, "p"] if is_sage else math.nan

@@ -1,0 +1,123 @@
+"""The 1 + 100 sampled-negatives protocol for runs trained under full ranking (SAGERec Tables 3/4).
+
+SAGERec's paper names two protocols (§5.2 full ranking, §5.3 each target against 100 sampled
+negatives the user never interacted with), so its Tables 3/4 are reported under both. Training
+every model a second time only to change the evaluation would double the CPU bill; the model
+itself does not change with the protocol, only the epoch that early stopping keeps may. This
+module therefore reloads a committed full-ranking run's best weights from its local checkpoint
+and ranks its validation and test targets again among 1 + 100 sampled negatives (the same
+seeded draw a run trained under ``eval.protocol=sampled100`` is tested with). The recomputed
+full-ranking test metrics must equal the committed ones: that checks the checkpoint is the run's.
+
+Such a number is labelled "full-ranking checkpoint": its epoch was picked on validation
+full-ranking N@20 (N@10 for SAGERec's recipe), not on sampled N@10. A run trained with
+``--set eval.protocol=sampled100`` replaces it in the tables (:mod:`rasr_lib.report_sagerec`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from rasr_lib.config import config_from_dict
+from rasr_lib.evaluation import evaluate
+from rasr_lib.experiments.train_run import load_trained_run, local_checkpoint
+from rasr_lib.runtime import git_commit, results_dir, runs_dir, write_json
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAME = "sampled-eval.json"
+PROTOCOL = "sampled100"
+
+
+def sampled_metrics(result: dict, checkpoint: Path) -> dict:
+    """Validation and test metrics of ``checkpoint``'s best weights under 1 + 100 sampled negatives.
+
+    ``result`` is a committed full-ranking result (its ``config`` rebuilds data and model).
+    Returns ``metrics`` (``{"valid": {...}, "test": {...}}``, Recall/NDCG at the run's ks) and
+    ``reproduces_committed`` (the committed full-ranking test metrics come out again to 1e-9).
+    """
+    cfg = config_from_dict(result["config"])
+    if cfg.eval.protocol != "full":
+        raise ValueError(f"{result.get('config_hash')}: already evaluated under {cfg.eval.protocol!r}")
+    model, split, _ = load_trained_run(result, checkpoint)
+    full_test = evaluate(model, split, "test", cfg.eval, device="cpu")
+    same = all(abs(full_test[k] - v) < 1e-9 for k, v in result["metrics"]["test"].items() if k in full_test)
+    sampled_cfg = dataclasses.replace(cfg.eval, protocol=PROTOCOL)
+    metrics = {}
+    for part in ("valid", "test"):
+        found = evaluate(model, split, part, sampled_cfg, device="cpu")
+        metrics[part] = {k: v for k, v in found.items() if "@" in k}
+    return {"metrics": metrics, "reproduces_committed": same}
+
+
+def _candidates(folder: Path, names: list[str] | None) -> list[Path]:
+    """Result files to rescore: ``names`` (stems), else every full-ranking run on the original data."""
+    if names:
+        paths = [folder / f"{n}.json" for n in names]
+        missing = [p.stem for p in paths if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"no committed result {', '.join(missing)} in {folder}")
+        return paths
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        config = data.get("config")
+        if not isinstance(config, dict) or "metrics" not in data:
+            continue  # analysis and benchmark files
+        if (config.get("eval") or {}).get("protocol", "full") != "full":
+            continue
+        if (config.get("regen") or {}).get("method", "none") != "none":
+            continue  # regenerated data: chapter 07's tables are full-ranking only
+        out.append(path)
+    return out
+
+
+def collect_sampled(dataset: str, names: list[str] | None = None, force: bool = False,
+                    progress: bool = True) -> dict:
+    """Add sampled-protocol metrics of committed runs to ``results/<dataset>/sampled-eval.json``.
+
+    ``names`` are result stems (default: every full-ranking run on the original data that has a
+    local checkpoint). Runs already in the file are kept unless ``force``. Returns the content.
+    """
+    folder = results_dir() / dataset
+    out_path = folder / OUTPUT_NAME
+    store = (json.loads(out_path.read_text(encoding="utf-8")) if out_path.exists()
+             else {"analysis": "sampled-eval", "dataset": dataset, "protocol": PROTOCOL, "runs": {}})
+    for path in tqdm(_candidates(folder, names), desc="sampled eval", unit="run",
+                     disable=not progress, leave=False):
+        if path.stem in store["runs"] and not force:
+            continue
+        result = json.loads(path.read_text(encoding="utf-8"))
+        checkpoint = local_checkpoint(config_from_dict(result["config"]))
+        if checkpoint is None:
+            if names:
+                raise FileNotFoundError(f"{path.stem}: no local checkpoint under {runs_dir() / 'train'} "
+                                        "(runs/ is a cache: retrain the run to evaluate it again)")
+            log.info("%s: no local checkpoint, skipped", path.stem)
+            continue
+        started = time.perf_counter()
+        entry = sampled_metrics(result, checkpoint)
+        if not entry["reproduces_committed"]:
+            log.warning("%s: the checkpoint does not reproduce the committed test metrics; not kept",
+                        path.stem)
+            continue
+        entry.update({"config_hash": result["config_hash"], "best_epoch": result.get("best_epoch"),
+                      "selected_on": f"valid {result['config']['train'].get('valid_metric', 'ndcg@20')} "
+                                     "(full ranking)",
+                      "interrupted": bool(result.get("interrupted", False)),
+                      "checkpoint": str(checkpoint.relative_to(runs_dir())),
+                      "seconds": round(time.perf_counter() - started, 1)})
+        store["runs"][path.stem] = entry
+        log.info("%s: sampled test N@10 %.4f", path.stem, entry["metrics"]["test"]["ndcg@10"])
+    if not store["runs"]:
+        return store  # nothing evaluated: write no file
+    store["command"] = f"python -m rasr_lib sampled-eval --dataset {dataset}"
+    store["git_commit"] = git_commit()
+    write_json(store, out_path)
+    return store

@@ -1,0 +1,47 @@
+"""Sampled-protocol evaluation of committed full-ranking runs (SAGERec Tables 3/4)."""
+
+import json
+
+import pytest
+
+from rasr_lib.config import load_config
+
+
+def test_rescored_run_equals_a_run_trained_under_the_sampled_protocol(tmp_path, monkeypatch):
+    from rasr_lib.experiments.sampled_eval import collect_sampled
+    from rasr_lib.experiments.train_run import run_experiment
+    from rasr_lib.report_sagerec import load_sagerec_results, select
+
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
+    # one epoch: the sampled run keeps the same (only) epoch, so its test numbers must match
+    overrides = {"data.max_users": 300, "device": "cpu", "train.epochs": 1}
+    full = run_experiment(load_config("beauty", "full", overrides, model="sasrec"), progress=False)
+    store = collect_sampled("beauty", progress=False)
+    (name, entry), = store["runs"].items()  # a 300-user slice is off the recipe: "-o<hash>" in the name
+    assert entry["reproduces_committed"] and entry["best_epoch"] == 1
+    for k, v in entry["metrics"]["test"].items():  # a rank among 101 never exceeds the full rank
+        assert v >= full["metrics"]["test"][k]
+    assert entry["metrics"]["test"]["recall@20"] > full["metrics"]["test"]["recall@20"]
+
+    df = load_sagerec_results(tmp_path / "results")
+    rescored = select(df, "beauty", "sasrec", "sampled100", recipe_overrides=True)
+    assert len(rescored) == 1 and bool(rescored["rescored"].iloc[0])
+    assert rescored["test/ndcg@10"].iloc[0] == entry["metrics"]["test"]["ndcg@10"]
+    assert select(df, "beauty", "sasrec", "full", recipe_overrides=True)["test/ndcg@10"].iloc[0] == full["metrics"]["test"]["ndcg@10"]
+
+    trained = run_experiment(load_config("beauty", "full", {**overrides, "eval.protocol": "sampled100"},
+                                         model="sasrec"), progress=False)
+    for k, v in trained["metrics"]["test"].items():
+        assert entry["metrics"]["test"][k] == pytest.approx(v, abs=1e-12)
+    df = load_sagerec_results(tmp_path / "results")
+    replaced = select(df, "beauty", "sasrec", "sampled100", recipe_overrides=True)  # the trained run replaces the rescored one
+    assert len(replaced) == 1 and not bool(replaced["rescored"].iloc[0])
+
+    path = tmp_path / "results" / "beauty" / f"{name}.json"
+    tampered = json.loads(path.read_text())
+    tampered["metrics"]["test"]["ndcg@20"] += 0.01
+    path.write_text(json.dumps(tampered))
+    assert collect_sampled("beauty", force=True, progress=False)["runs"] == store["runs"]  # kept, not replaced
+    with pytest.raises(FileNotFoundError, match="no committed result"):
+        collect_sampled("beauty", ["caser-bce-full-seed0"])
