@@ -825,3 +825,87 @@ def graph_strength_table(dataset: str, results_dir: str | Path | None = None) ->
                      "weight p50": e["weight"]["p50"], "A_hat p50": e["a_hat"]["p50"],
                      "message %": 100 * e["message_ratio"], "ndcg@20": e.get("test_ndcg@20")})
     return pd.DataFrame(rows, columns=cols).sort_values("message %", kind="stable").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- full vs sampled
+
+
+def protocol_agreement(dataset: str, metric: str = "ndcg@10",
+                       results_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Test ``metric`` of each run under full ranking and under 1 + 100 sampled negatives, and how the two order runs.
+
+    Rows: every run in ``results/<dataset>/sampled-eval.json`` with ``label``, ``full``,
+    ``sampled``, and both ranks (1 = best). The dict holds Kendall's tau and Spearman's rho
+    between the two protocols' orders and ``n_swapped``, the pairs of runs the two protocols
+    order differently (NaN / 0 with fewer than 2 runs).
+    """
+    from rasr_lib.runtime import results_dir as default_results_dir
+
+    folder = Path(results_dir or default_results_dir()) / dataset
+    rows = []
+    for name, entry, label in _analysis_entries(dataset, "sampled-eval.json", results_dir):
+        result_path = folder / f"{name}.json"
+        if not result_path.exists():
+            continue
+        full = json.loads(result_path.read_text(encoding="utf-8"))["metrics"]["test"][metric]
+        rows.append({"run": name, "label": label, "full": float(full),
+                     "sampled": float(entry["metrics"]["test"][metric])})
+    table = pd.DataFrame(rows, columns=["run", "label", "full", "sampled"])
+    summary = {"n_runs": len(table), "kendall_tau": math.nan, "spearman_rho": math.nan, "n_swapped": 0}
+    if len(table) >= 2:
+        summary["kendall_tau"] = float(stats.kendalltau(table["full"], table["sampled"]).statistic)
+        summary["spearman_rho"] = float(stats.spearmanr(table["full"], table["sampled"]).statistic)
+        f, s = table["full"].to_numpy(), table["sampled"].to_numpy()
+        swapped = np.sign(f[:, None] - f[None, :]) * np.sign(s[:, None] - s[None, :]) < 0
+        summary["n_swapped"] = int(np.triu(swapped, 1).sum())
+    table["full rank"] = table["full"].rank(ascending=False, method="min").astype(int)
+    table["sampled rank"] = table["sampled"].rank(ascending=False, method="min").astype(int)
+    return table.sort_values("full", ascending=False, ignore_index=True), summary
+
+
+_SHORT_RECIPES = {"lr x0.1 after 5 epochs without a lower validation loss, L2 1e-05": "paper recipe",
+                  FIXED_RECIPE_WORDS: "fixed", "constant lr, L2 1e-05": "const. lr + L2"}
+
+
+def _short_label(label: str) -> str:
+    """A plot label of a few words: ``SAGERec B w/o edge learning, constant lr, no L2, seed 0`` -> ``B fixed``."""
+    import re
+
+    label = re.sub(r", seed \d+$", "", label)
+    for long, short in _SHORT_RECIPES.items():
+        label = label.replace(long, short)
+    if label.startswith("SAGERec "):
+        label = re.sub(r"^SAGERec ([A-E]) [^,]*", r"\1", label)
+    return (label.replace(", cross-entropy", " CE").replace(" pooling", "").replace(", ", " "))
+
+
+def plot_protocol_agreement(dataset: str, metric: str = "ndcg@10",
+                            results_dir: str | Path | None = None) -> Figure:
+    """Scatter of each run's full-ranking vs sampled-protocol test ``metric``, labelled, with Kendall's tau."""
+    table, summary = protocol_agreement(dataset, metric, results_dir)
+    fig = Figure(figsize=(9, 5))
+    ax = fig.add_subplot()
+    if table.empty:
+        ax.text(0.5, 0.5, NOT_RUN, transform=ax.transAxes, ha="center", va="center", color="0.45")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        return fig
+    is_sage = table["label"].str.startswith("SAGERec")
+    ax.scatter(table.loc[~is_sage, "full"], table.loc[~is_sage, "sampled"], color="tab:blue", label="baselines")
+    ax.scatter(table.loc[is_sage, "full"], table.loc[is_sage, "sampled"], color="tab:red", marker="D",
+               label="SAGERec variants (Table 5 letter, recipe)")
+    seen = set()
+    for r in table.itertuples():
+        short = _short_label(r.label)
+        if short not in seen:  # one label per variant (BPR-MF's seeds sit together)
+            ax.annotate(short, (r.full, r.sampled), fontsize=7, xytext=(4, -3), textcoords="offset points")
+            seen.add(short)
+    label = METRIC_LABELS.get(metric, metric)
+    ax.set_xlabel(f"test {label}, full ranking")
+    ax.set_ylabel(f"test {label}, 1 + 100 sampled negatives")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"{dataset}: the same checkpoints under both protocols (Kendall tau "
+                 f"{summary['kendall_tau']:.2f}, {summary['n_swapped']} of "
+                 f"{len(table) * (len(table) - 1) // 2} pairs ordered differently)", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -338,3 +338,23 @@ def test_graph_strength_table_reads_graph_strength_json(tmp_path):
 def test_fixed_recipe_words_are_its_schedule_label():
     r = rs.FIXED_RECIPE
     assert rs.schedule_label(r["lr_decay_patience"], 0.1, "loss", r["emb_l2"]) == rs.FIXED_RECIPE_WORDS
+
+
+def test_protocol_agreement_counts_the_pairs_the_protocols_order_differently(tmp_path):
+    full = {"a": 0.04, "b": 0.03, "c": 0.02, "d": 0.01}
+    sampled = {"a": 0.30, "b": 0.20, "c": 0.35, "d": 0.10}  # c jumps over a and b: 2 of 6 pairs swap
+    for name, n10 in full.items():
+        _write_run(tmp_path, model="sasrec", ndcg10=n10, name=f"sasrec-bce-full-seed0-o{name * 6}")
+    store = {"analysis": "sampled-eval", "runs": {f"sasrec-bce-full-seed0-o{k * 6}": {
+        "metrics": {"test": {"ndcg@10": v}}} for k, v in sampled.items()}}
+    (tmp_path / "beauty" / "sampled-eval.json").write_text(json.dumps(store))
+    table, summary = rs.protocol_agreement("beauty", results_dir=tmp_path)
+    assert summary["n_runs"] == 4 and summary["n_swapped"] == 2
+    assert summary["kendall_tau"] == pytest.approx((4 - 2) / 6)
+    assert list(table["full rank"]) == [1, 2, 3, 4] and list(table["sampled rank"]) == [2, 3, 1, 4]
+    assert rs._short_label("SAGERec B w/o edge learning, constant lr, no L2, seed 3") == "B fixed"
+    assert rs._short_label("GRU4Rec, cross-entropy, seed 0") == "GRU4Rec CE"
+    assert "0.33" in rs.plot_protocol_agreement("beauty", results_dir=tmp_path).axes[0].get_title()
+    empty, none = rs.protocol_agreement("toys", results_dir=tmp_path)
+    assert empty.empty and none["n_runs"] == 0
+    assert rs.plot_protocol_agreement("toys", results_dir=tmp_path).axes[0].texts[0].get_text() == rs.NOT_RUN
