@@ -1,4 +1,5 @@
-"""Command line: ``python -m rasr_lib {train,regenerate,plan,stats,cold-ranks,graph-strength,sampled-eval,notebooks} ...`` (see ``--help``)."""
+"""Command line: ``python -m rasr_lib <command> ...``: train, regenerate, plan, stats, cold-ranks, graph-strength,
+sampled-eval, notebooks (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -239,7 +240,8 @@ def _sampled_eval(args: argparse.Namespace) -> int:
               "evaluate (runs/ is a cache; train a run first)")
     for name, e in store["runs"].items():
         path = results_dir() / args.dataset / f"{name}.json"
-        full = json.loads(path.read_text(encoding="utf-8"))["metrics"]["test"]["ndcg@10"] if path.exists() else float("nan")
+        full = (json.loads(path.read_text(encoding="utf-8"))["metrics"]["test"]["ndcg@10"]
+                if path.exists() else float("nan"))
         print(f"{name:48s} N@10 sampled {e['metrics']['test']['ndcg@10']:.4f}  full {full:.4f}")
     return 0
 

@@ -28,14 +28,16 @@ def test_rescored_run_equals_a_run_trained_under_the_sampled_protocol(tmp_path, 
     rescored = select(df, "beauty", "sasrec", "sampled100", recipe_overrides=True)
     assert len(rescored) == 1 and bool(rescored["rescored"].iloc[0])
     assert rescored["test/ndcg@10"].iloc[0] == entry["metrics"]["test"]["ndcg@10"]
-    assert select(df, "beauty", "sasrec", "full", recipe_overrides=True)["test/ndcg@10"].iloc[0] == full["metrics"]["test"]["ndcg@10"]
+    committed = select(df, "beauty", "sasrec", "full", recipe_overrides=True)
+    assert committed["test/ndcg@10"].iloc[0] == full["metrics"]["test"]["ndcg@10"]
 
     trained = run_experiment(load_config("beauty", "full", {**overrides, "eval.protocol": "sampled100"},
                                          model="sasrec"), progress=False)
     for k, v in trained["metrics"]["test"].items():
         assert entry["metrics"]["test"][k] == pytest.approx(v, abs=1e-12)
     df = load_sagerec_results(tmp_path / "results")
-    replaced = select(df, "beauty", "sasrec", "sampled100", recipe_overrides=True)  # the trained run replaces the rescored one
+    # the trained run replaces the rescored one
+    replaced = select(df, "beauty", "sasrec", "sampled100", recipe_overrides=True)
     assert len(replaced) == 1 and not bool(replaced["rescored"].iloc[0])
 
     path = tmp_path / "results" / "beauty" / f"{name}.json"
