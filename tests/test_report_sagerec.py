@@ -282,7 +282,7 @@ def test_cold_rank_table_and_plot_read_cold_ranks_json(tmp_path):
     assert rs.cold_rank_table("toys", tmp_path).empty
 
 
-def test_cli_cold_ranks_without_checkpoints_writes_nothing(tmp_path, monkeypatch, capsys):
+def test_cli_cold_ranks_and_sampled_eval_without_checkpoints_write_nothing(tmp_path, monkeypatch, capsys):
     from rasr_lib.cli import main
 
     monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "runs"))
@@ -293,6 +293,13 @@ def test_cli_cold_ranks_without_checkpoints_writes_nothing(tmp_path, monkeypatch
     assert not (tmp_path / "toys" / "cold-ranks.json").exists()
     assert main(["cold-ranks", "--dataset", "toys", "--runs", "sasrec-bce-full-seed0"]) == 2
     assert "no local checkpoint" in capsys.readouterr().err
+    assert main(["sampled-eval", "--dataset", "toys"]) == 0
+    assert "nothing to evaluate" in capsys.readouterr().out
+    assert not (tmp_path / "toys" / "sampled-eval.json").exists()
+    assert main(["sampled-eval", "--dataset", "toys", "--runs", "sasrec-bce-full-seed0"]) == 2
+    assert "no local checkpoint" in capsys.readouterr().err
+    assert main(["sampled-eval", "--dataset", "toys", "--runs", "nope"]) == 2
+    assert "no committed result nope" in capsys.readouterr().err
 
 
 def test_table5_under_a_recipe_reads_only_runs_trained_with_it(tmp_path):
