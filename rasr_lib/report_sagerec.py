@@ -396,6 +396,7 @@ def claims(df: pd.DataFrame, protocols: Iterable[str] = PROTOCOLS) -> pd.DataFra
     for dataset, gains in PAPER_GAINS_PCT.items():
         for protocol in protocols:
             sig = significance(df, dataset, protocol, list(gains)).set_index("metric")
+            has_cl4srec = len(select(df, dataset, "cl4srec", protocol)) > 0
             for metric, paper in gains.items():
                 r = sig.loc[metric]
                 ours = r["gain_pct"]
@@ -405,8 +406,10 @@ def claims(df: pd.DataFrame, protocols: Iterable[str] = PROTOCOLS) -> pd.DataFra
                     "our_gain_pct": ours, "our_vs": r["baseline"], "n_pairs": r["n_pairs"],
                     "p": r["p"], "holds": None if math.isnan(ours) else bool(ours > 0),
                     "status": NOT_RUN if math.isnan(ours) else "ok",
-                    "note": "" if r["baseline"] == "cl4srec" else
-                            f"{PAPER_STRONGEST_BASELINE} has no committed run here",
+                    "note": ("" if r["baseline"] == "cl4srec" else
+                             f"{MODEL_LABELS[r['baseline']]} is stronger than {PAPER_STRONGEST_BASELINE} here"
+                             if has_cl4srec and r["baseline"] else
+                             f"{PAPER_STRONGEST_BASELINE} has no committed run here"),
                 })
     return pd.DataFrame(rows)
 

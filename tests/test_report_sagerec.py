@@ -365,3 +365,14 @@ def test_protocol_agreement_counts_the_pairs_the_protocols_order_differently(tmp
     empty, none = rs.protocol_agreement("toys", results_dir=tmp_path)
     assert empty.empty and none["n_runs"] == 0
     assert rs.plot_protocol_agreement("toys", results_dir=tmp_path).axes[0].texts[0].get_text() == rs.NOT_RUN
+
+
+def test_claims_name_a_baseline_stronger_than_cl4srec(tmp_path):
+    _write_run(tmp_path, ndcg10=0.030)
+    _write_run(tmp_path, model="cl4srec", ndcg10=0.020)
+    table = rs.claims(rs.load_sagerec_results(tmp_path), ["full"]).set_index(["dataset", "metric"])
+    assert table.loc[("beauty", "ndcg@10"), "note"] == "" and table.loc[("beauty", "ndcg@10"), "holds"]
+    _write_run(tmp_path, model="sasrec", ndcg10=0.025)
+    table = rs.claims(rs.load_sagerec_results(tmp_path), ["full"]).set_index(["dataset", "metric"])
+    assert table.loc[("beauty", "ndcg@10"), "note"] == "SASRec is stronger than CL4SRec here"
+    assert table.loc[("toys", "ndcg@10"), "note"] == "CL4SRec has no committed run here"
