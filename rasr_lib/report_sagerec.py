@@ -31,7 +31,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from scipy import stats
 
-from rasr_lib.config import SageRecConfig
+from rasr_lib.config import MODEL_DEFAULTS, SageRecConfig, TrainConfig
 from rasr_lib.report import METRICS, OVERRIDE_PATTERN, load_results
 
 NOT_RUN = "not run yet"
@@ -208,17 +208,22 @@ def _sagerec_matches(runs: pd.DataFrame, settings: Mapping[str, Any]) -> pd.Seri
 
 
 def select(
-    df: pd.DataFrame, dataset: str, model: str, protocol: str = "full", loss: str = "bce",
+    df: pd.DataFrame, dataset: str, model: str, protocol: str = "full", loss: str | None = None,
     sagerec: Mapping[str, Any] | None = None, profile: str = "full", graph: bool = False,
     recipe_overrides: bool = False,
 ) -> pd.DataFrame:
     """Training runs of one cell: original data, ``model``, ``loss``, ``protocol``; SAGERec at ``sagerec`` settings.
+
+    ``loss`` defaults to the model's own recipe (cross-entropy for BERT4Rec, DSSRec, GCE-GNN and
+    SINE; BCE for the others), so each row of Tables 3/4 is the model as published.
 
     ``graph`` selects the backbone with SAGERec's graph module (§5.6) instead of the plain one;
     ``recipe_overrides`` also keeps runs whose name carries ``-o<hash>`` (trained off the recipe).
     """
     if df.empty or "kind" not in df:
         return df.iloc[0:0]
+    if loss is None:
+        loss = MODEL_DEFAULTS.get(model, {}).get("train.loss", TrainConfig.loss)
     df = _prepare(df)
     mask = ((df["kind"] == "experiment") & (df["dataset"] == dataset) & (df["profile"] == profile)
             & (df["model"] == model) & (df["loss"] == loss) & (df["eval_protocol"] == protocol)

@@ -376,3 +376,12 @@ def test_claims_name_a_baseline_stronger_than_cl4srec(tmp_path):
     table = rs.claims(rs.load_sagerec_results(tmp_path), ["full"]).set_index(["dataset", "metric"])
     assert table.loc[("beauty", "ndcg@10"), "note"] == "SASRec is stronger than CL4SRec here"
     assert table.loc[("toys", "ndcg@10"), "note"] == "CL4SRec has no committed run here"
+
+
+def test_table3_reads_each_model_under_its_own_recipe_loss(tmp_path):
+    _write_run(tmp_path, model="sine", loss="ce", ndcg10=0.04)  # SINE's recipe: cross-entropy
+    _write_run(tmp_path, model="sine", loss="bce", ndcg10=0.01, name="sine-bce-full-seed0")  # off-recipe loss
+    _write_run(tmp_path, model="sasrec", loss="ce", ndcg10=0.05, name="sasrec-ce-full-seed0")  # SASRec's is BCE
+    table = rs.table3(rs.load_sagerec_results(tmp_path), "beauty").set_index("model")
+    assert table.loc["sine", "ndcg@10"] == 0.04 and table.loc["sine", "seeds"] == 1
+    assert table.loc["sasrec", "status"] == rs.NOT_RUN
