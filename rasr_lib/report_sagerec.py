@@ -40,7 +40,8 @@ MODELS = ("sagerec", "bpr", "caser", "gru4rec", "sasrec", "bert4rec", "s3rec", "
 BASELINES = MODELS[1:]
 MODEL_LABELS = {"sagerec": "SAGERec", "bpr": "BPR-MF", "caser": "Caser", "gru4rec": "GRU4Rec",
                 "sasrec": "SASRec", "bert4rec": "BERT4Rec", "s3rec": "S3-Rec", "dssrec": "DSSRec",
-                "cl4srec": "CL4SRec", "sine": "SINE"}
+                "cl4srec": "CL4SRec", "sine": "SINE", "fmlprec": "FMLP-Rec", "gcegnn": "GCE-GNN",
+                "dr4sr_gnn": "DR4SR-GNN"}
 PROTOCOLS = ("full", "sampled100")
 # train.* settings of SAGERec's recipe that chapter 10 varies: the lr schedule and the L2 on the item table.
 SCHEDULE_KEYS = ("lr_decay_patience", "lr_decay_factor", "lr_decay_on", "emb_l2")
