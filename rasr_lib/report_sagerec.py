@@ -903,12 +903,23 @@ def plot_protocol_agreement(dataset: str, metric: str = "ndcg@10",
     ax.scatter(table.loc[~is_sage, "full"], table.loc[~is_sage, "sampled"], color="tab:blue", label="baselines")
     ax.scatter(table.loc[is_sage, "full"], table.loc[is_sage, "sampled"], color="tab:red", marker="D",
                label="SAGERec variants (Table 5 letter, recipe)")
-    seen = set()
+    seen, placed = set(), []  # placed: label anchors in axis fractions, to step around neighbours
+    span_x = max(np.ptp(table["full"]), 1e-12)
+    span_y = max(np.ptp(table["sampled"]), 1e-12)
     for r in table.itertuples():
         short = _short_label(r.label)
-        if short not in seen:  # one label per variant (BPR-MF's seeds sit together)
-            ax.annotate(short, (r.full, r.sampled), fontsize=7, xytext=(4, -3), textcoords="offset points")
-            seen.add(short)
+        if short in seen:  # one label per variant (BPR-MF's seeds sit together)
+            continue
+        seen.add(short)
+        x, y = (r.full - table["full"].min()) / span_x, (r.sampled - table["sampled"].min()) / span_y
+        for dy in (-3, 8, -14, 19, -25, 30):
+            fy = y + dy / 300  # about 300 points of plot height
+            if all(abs(x - px) > 0.15 or abs(fy - py) > 0.03 for px, py in placed):
+                break
+        placed.append((x, fy))
+        leader = None if dy == -3 else {"arrowstyle": "-", "color": "0.6", "lw": 0.5}
+        ax.annotate(short, (r.full, r.sampled), fontsize=7, xytext=(4, dy), textcoords="offset points",
+                    arrowprops=leader)
     label = METRIC_LABELS.get(metric, metric)
     ax.set_xlabel(f"test {label}, full ranking")
     ax.set_ylabel(f"test {label}, 1 + 100 sampled negatives")
