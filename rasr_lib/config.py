@@ -51,6 +51,8 @@ class TrainConfig:
     lr_decay_patience: int = 0  # n > 0: lr *= lr_decay_factor after n validations with no gain
     lr_decay_factor: float = 0.1  # multiplier of that plateau decay (SAGERec §5.3: 0.1)
     lr_decay_on: str = "loss"  # plateau signal: loss (validation loss, SAGERec §5.3) | metric (valid_metric)
+    lr_step_every: int = 0  # n > 0: lr *= lr_step_factor after every n epochs (GCE-GNN's code: StepLR, n = 3)
+    lr_step_factor: float = 0.1  # multiplier of that step decay (GCE-GNN's code: 0.1)
 
 
 @dataclass(frozen=True)
@@ -308,7 +310,8 @@ SAGEREC_NORMS = ("renorm", "renorm-exact", "scale")
 # every earlier run keeps its hash (and run folder).
 HASH_IF_CHANGED: dict[str, tuple[str, ...]] = {
     "model": ("semantic_graph",),
-    "train": ("neg_exclude_history", "emb_l2", "lr_decay_patience", "lr_decay_factor", "lr_decay_on"),
+    "train": ("neg_exclude_history", "emb_l2", "lr_decay_patience", "lr_decay_factor", "lr_decay_on",
+              "lr_step_every", "lr_step_factor"),
 }
 
 DATASET_ALIASES = {
@@ -384,6 +387,9 @@ def load_config(
         raise ValueError(f"regen.ratio must be in [0, 1], got {cfg.regen.ratio}")
     if cfg.train.lr_decay_on not in ("loss", "metric"):
         raise ValueError(f"train.lr_decay_on must be 'loss' or 'metric', got {cfg.train.lr_decay_on!r}")
+    if cfg.train.lr_step_every < 0 or not 0.0 < cfg.train.lr_step_factor <= 1.0:
+        raise ValueError(f"train.lr_step_every must be >= 0 and train.lr_step_factor in (0, 1], got "
+                         f"{cfg.train.lr_step_every} and {cfg.train.lr_step_factor}")
     if cfg.sagerec.graph not in SAGEREC_GRAPHS:
         raise ValueError(f"unknown sagerec.graph {cfg.sagerec.graph!r}; choose from {SAGEREC_GRAPHS}")
     if cfg.sagerec.adj_norm not in SAGEREC_NORMS:

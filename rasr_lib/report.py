@@ -140,7 +140,7 @@ PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
         "while validation N@20 stops at .026-.027 from epoch 8 (best epoch 17, test .0217). RaSR's row "
         "(.0468) is above RaSR's own SASRec row (.0423), which fits DR4SR's GNN backbone under RaSR's "
         "stronger settings better than this model (ours of that backbone, dr4sr_gnn, is within 3.2 % "
-        "of DR4SR's row). Not tried: the code's lr x0.1 every 3 epochs and d = 100."
+        "of DR4SR's row). Not tried yet: the code's lr x0.1 every 3 epochs (--set train.lr_step_every=3) and d = 100."
     ),
     ("beauty", "dr4sr_gnn", "bce", _RASR_T1_GCE): (
         "Ours is within 3.2 % of DR4SR's own row for this backbone on every metric, so the model and "

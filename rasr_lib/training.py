@@ -171,7 +171,9 @@ def fit(
     Opt-in (SAGERec §4.5/§5.3; off by default): ``cfg.emb_l2`` adds lambda * ||item table||^2
     to the loss, ``cfg.lr_decay_patience`` multiplies the lr by ``cfg.lr_decay_factor`` after
     that many validations without a lower :func:`validation_loss` (``cfg.lr_decay_on="loss"``)
-    or a better ``cfg.valid_metric`` (``"metric"``), ``cfg.neg_exclude_history`` filters negatives.
+    or a better ``cfg.valid_metric`` (``"metric"``), ``cfg.lr_step_every`` multiplies it by
+    ``cfg.lr_step_factor`` after every that many epochs (GCE-GNN's code), and
+    ``cfg.neg_exclude_history`` filters negatives.
     """
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -243,6 +245,11 @@ def fit(
                     log.info("epoch %d: no better validation %s for %d validations, lr -> %.3g", epoch,
                              cfg.lr_decay_on, cfg.lr_decay_patience, optimizer.param_groups[0]["lr"])
                 entry["lr"] = optimizer.param_groups[0]["lr"]
+        if cfg.lr_step_every > 0 and epoch % cfg.lr_step_every == 0:  # fixed step decay (GCE-GNN's StepLR)
+            for group in optimizer.param_groups:
+                group["lr"] *= cfg.lr_step_factor
+        if cfg.lr_step_every > 0:
+            entry["lr"] = optimizer.param_groups[0]["lr"]  # the rate the next epoch trains with
         result.history.append(entry)
         bar.set_postfix(loss=f"{entry['loss']:.4f}", valid=f"{best_metric:.4f}")
         log.info("epoch %d loss %.4f best valid %s %.4f", epoch, entry["loss"], cfg.valid_metric, best_metric)

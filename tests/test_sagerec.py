@@ -286,6 +286,23 @@ def test_plateau_decay_and_embedding_l2(small_split, signal):
     assert result.history[0]["loss"] == pytest.approx(2 * math.log(2) + penalty, rel=1e-2)
 
 
+def test_step_decay_every_n_epochs_and_resume(small_split, tmp_path):
+    cfg = load_config("beauty", "quick", {"train.epochs": 5, "train.patience": 10, "train.lr_step_every": 2})
+    model = Constant(small_split.n_items, 8)
+    result = fit(model, small_split, cfg.train, cfg.eval, torch.device("cpu"), set_seed(0), progress=False)
+    assert [h["lr"] for h in result.history] == pytest.approx([1e-3, 1e-4, 1e-4, 1e-5, 1e-5])
+    plain = replace(cfg.train, lr_step_every=0, epochs=1)
+    result = fit(Constant(small_split.n_items, 8), small_split, plain, cfg.eval, torch.device("cpu"), set_seed(0),
+                 progress=False)
+    assert "lr" not in result.history[0]
+    with pytest.raises(ValueError, match="lr_step_factor"):
+        load_config("beauty", "quick", {"train.lr_step_factor": 0.0})
+    assert config_hash(load_config("beauty", "full")) == config_hash(  # unchanged default: old hashes stay
+        load_config("beauty", "full", {"train.lr_step_factor": 0.1}))
+    stepped = load_config("beauty", "full", {"train.lr_step_every": 3})
+    assert config_hash(load_config("beauty", "full")) != config_hash(stepped)
+
+
 def test_run_experiment_sagerec(tmp_path, monkeypatch):
     from rasr_lib.experiments.train_run import run_experiment
 
