@@ -757,6 +757,14 @@ def _analysis_entries(dataset: str, file_name: str, results_dir: str | Path | No
     return out
 
 
+def _not_run_figure(fig: Figure, ax) -> Figure:
+    """``fig`` with ``ax`` emptied to a centred "not run yet"."""
+    ax.text(0.5, 0.5, NOT_RUN, transform=ax.transAxes, ha="center", va="center", color="0.45")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return fig
+
+
 def cold_rank_table(dataset: str, results_dir: str | Path | None = None) -> pd.DataFrame:
     """§5.8 in ranks: per run in ``results/<dataset>/cold-ranks.json``, where its cold test targets land.
 
@@ -790,10 +798,7 @@ def plot_cold_ranks(dataset: str, results_dir: str | Path | None = None,
     fig = Figure(figsize=(9, 4.2))
     ax = fig.add_subplot()
     if table.empty:
-        ax.text(0.5, 0.5, NOT_RUN, transform=ax.transAxes, ha="center", va="center", color="0.45")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        return fig
+        return _not_run_figure(fig, ax)
     store = {name: entry for name, entry, _ in _analysis_entries(dataset, "cold-ranks.json", results_dir)}
     if runs is None:
         table = table.assign(_variant=table["label"].str.replace(r", seed \d+$", "", regex=True))
@@ -895,10 +900,7 @@ def plot_protocol_agreement(dataset: str, metric: str = "ndcg@10",
     fig = Figure(figsize=(9, 5))
     ax = fig.add_subplot()
     if table.empty:
-        ax.text(0.5, 0.5, NOT_RUN, transform=ax.transAxes, ha="center", va="center", color="0.45")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        return fig
+        return _not_run_figure(fig, ax)
     is_sage = table["label"].str.startswith("SAGERec")
     ax.scatter(table.loc[~is_sage, "full"], table.loc[~is_sage, "sampled"], color="tab:blue", label="baselines")
     ax.scatter(table.loc[is_sage, "full"], table.loc[is_sage, "sampled"], color="tab:red", marker="D",

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from rasr_lib.config import config_from_dict
 from rasr_lib.evaluation import cold_target_users, evaluate, metrics_from_ranks
-from rasr_lib.experiments.train_run import load_trained_run, local_checkpoint
+from rasr_lib.experiments.train_run import load_trained_run, result_checkpoint
 from rasr_lib.runtime import git_commit, results_dir, runs_dir, write_json
 
 log = logging.getLogger(__name__)
@@ -75,12 +75,8 @@ def collect_cold_ranks(dataset: str, names: list[str] | None = None, force: bool
             continue
         if path.stem in store["runs"] and not force:
             continue
-        checkpoint = local_checkpoint(config_from_dict(result["config"]))
+        checkpoint = result_checkpoint(path.stem, result, required=bool(names))
         if checkpoint is None:
-            if names:
-                raise FileNotFoundError(f"{path.stem}: no local checkpoint under {runs_dir() / 'train'} "
-                                        "(runs/ is a cache: retrain the run to rank its cold targets)")
-            log.info("%s: no local checkpoint, skipped", path.stem)
             continue
         started = time.perf_counter()
         entry = cold_target_ranks(result, checkpoint)

@@ -143,6 +143,21 @@ def local_checkpoint(cfg: ExperimentConfig) -> Path | None:
     return None
 
 
+def result_checkpoint(name: str, result: dict, required: bool = False) -> Path | None:
+    """The local checkpoint of the committed result ``name`` (:func:`local_checkpoint` of its config).
+
+    None when there is none (logged), or ``FileNotFoundError`` when ``required`` (a run asked for
+    by name).
+    """
+    checkpoint = local_checkpoint(config_from_dict(result["config"]))
+    if checkpoint is None:
+        if required:
+            raise FileNotFoundError(f"{name}: no local checkpoint under {runs_dir() / 'train'} "
+                                    "(runs/ is a cache: retrain the run to get one)")
+        log.info("%s: no local checkpoint, skipped", name)
+    return checkpoint
+
+
 def load_trained_run(result: dict, checkpoint: Path) -> tuple[Any, Any, Any]:
     """(model with the checkpoint's best weights, in eval mode, on the CPU; its split; its dataset).
 
