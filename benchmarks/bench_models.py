@@ -1,7 +1,7 @@
 """Seconds per training epoch of every backbone on one dataset, in one table (issue #5).
 
 Usage: ``python benchmarks/bench_models.py [--dataset beauty] [--device auto] [--batches 30]
-[--models sasrec gru4rec ...] [--threads N] [--out results/beauty/efficiency-cpu.json]``.
+[--models sasrec gru4rec ...] [--threads N] [--out results/beauty/bench-models-cpu.json]``.
 Each model (its MODEL_DEFAULTS recipe) trains ``--batches`` steps on the real training rows
 after two warm-up steps; seconds per epoch = mean step time x steps per epoch (timing whole
 epochs of every model would take hours on this CPU). One full-ranking validation pass is
@@ -9,7 +9,7 @@ timed too. Pre-training stages (S3-Rec's ``prepare``) are not included. Each mod
 own process, so its peak memory is its own: the process's peak resident set on the CPU, or
 torch's peak allocation on a GPU. Prints a JSON line per model and a table with each model's
 ratio to SASRec; ``--out`` also writes the rows as JSON (SAGERec's Table 6 reads
-``results/<dataset>/efficiency-*.json``). Not a test: it never asserts.
+``results/<dataset>/bench-models-*.json``). Not a test: it never asserts.
 """
 
 from __future__ import annotations
