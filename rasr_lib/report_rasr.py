@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from rasr_lib.config import RegenConfig
-from rasr_lib.report import METRICS, VARIANT_PATTERN, load_history
+from rasr_lib.report import METRICS, VARIANT_PATTERN, load_history, seed_spread
 
 DATA_VARIANTS = ("original", "dr4sr", "rasr")  # the row order of Table 1
 DATA_LABELS = {"original": "original data", "dr4sr": "DR4SR", "rasr": "RaSR"}
@@ -288,6 +288,23 @@ def claim_sentences(claims: pd.DataFrame, source: str = "ours") -> str:
         name = model if loss == "-" else f"{model}, {loss}"
         lines.append(f"- **{name}** — " + "; ".join(parts) + ".")
     return "\n".join(lines)
+
+
+def seed_spread_sentence(df: pd.DataFrame, dataset: str, metric: str = "ndcg@20") -> str:
+    """One Markdown sentence: the seed-to-seed spread of test ``metric`` of every full-profile group with 2+ seeds."""
+    runs = df[(df["dataset"] == dataset) & (df["profile"] == "full")] if len(df) else df
+    spread = seed_spread(runs, metric) if len(runs) else pd.DataFrame()
+    name = METRIC_LABELS.get(metric, metric)
+    if spread.empty:
+        return f"No model has two or more seeds committed on {dataset} yet, so the spread is not measured."
+    parts = []
+    for r in spread.rename(columns={"cv %": "cv"}).itertuples(index=False):
+        protocol = "" if str(r.protocol).startswith("full") else f", {r.protocol}"
+        parts.append(f"{r.model} ({r.loss}{protocol}) {r.mean:.4f} ± {r.std:.4f}, {r.cv:.1f} % of the mean "
+                     f"({r.seeds} seeds)")
+    worst = float(spread["cv %"].max())
+    return (f"Test {name} over seeds on {dataset}: " + "; ".join(parts) + ". A one-seed difference "
+            f"smaller than about {2 * worst:.0f} % (twice the largest of these spreads) is not evidence either way.")
 
 
 # --------------------------------------------------------------------------- plan coverage

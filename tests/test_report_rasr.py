@@ -325,3 +325,13 @@ def test_ablation_order_verdict_matches_the_papers_order():
     assert "ours: w/o regenerator (-25.0 %), then w/o semantic aug. (-10.0 %), then w/o relational" in text
     assert "**the same**" in text and "3 of 3 removals lower N@20" in text
     assert "at least two" in rr.ablation_order_verdict(cov.iloc[:2])
+
+
+def test_seed_spread_sentence_reads_only_original_runs_with_two_seeds(results, tmp_path):
+    df = load_results(results)
+    text = rr.seed_spread_sentence(df, "beauty")
+    # sasrec/bce on the original data: seeds .040 and .042 -> std .0014, 3.4 % of .041; regenerated runs left out
+    assert "sasrec (bce) 0.0410 ± 0.0014, 3.4 % of the mean (2 seeds)" in text
+    assert text.count(" seeds)") == 1 and "about 7 %" in text
+    assert "not measured" in rr.seed_spread_sentence(df, "toys")
+    assert "not measured" in rr.seed_spread_sentence(load_results(tmp_path / "empty"), "beauty")
