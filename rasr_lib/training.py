@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from rasr_lib import runtime
 from rasr_lib.config import EvalConfig, TrainConfig
 from rasr_lib.data.split import SplitData
 from rasr_lib.evaluation import evaluate
@@ -215,6 +216,8 @@ def fit(
             optimizer.step()
             total += float(loss.detach())
             n_batches += 1
+            if device.type == "cpu" and n_batches % runtime.RELEASE_MEMORY_EVERY == 0:
+                runtime.release_freed_memory()
         seconds = time.perf_counter() - t0
         result.train_seconds += seconds
         entry = {"epoch": epoch, "loss": total / max(n_batches, 1), "train_seconds": seconds}

@@ -1,6 +1,7 @@
 """The training loop: determinism under a seed, resuming from a checkpoint, the CLI."""
 
 import json
+import platform
 from dataclasses import replace
 
 import pytest
@@ -50,6 +51,24 @@ def test_resume_equals_uninterrupted(small_split, tmp_path):
     resumed = run(small_split, 3, checkpoint)
     assert first == pytest.approx(straight[:4], **SAME)
     assert resumed == pytest.approx(straight, **SAME)
+
+
+def test_cpu_training_returns_freed_heap_every_few_steps(small_split, monkeypatch):
+    from rasr_lib import runtime
+
+    calls = []
+    monkeypatch.setattr(runtime, "RELEASE_MEMORY_EVERY", 2)
+    monkeypatch.setattr(runtime, "release_freed_memory", lambda: calls.append(1) or True)
+    run(small_split, 1)
+    steps = -(-int((small_split.train_len > 0).sum()) // 64)  # batch 64 in run()
+    assert steps >= 4 and len(calls) == steps // 2
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_release_freed_memory_calls_glibc():
+    from rasr_lib.runtime import release_freed_memory
+
+    assert release_freed_memory() is True and release_freed_memory() is True
 
 
 def test_batches_cover_every_training_row_once(small_split):
