@@ -217,6 +217,9 @@ def _plain(value: Any, name: str) -> Any:
     return value
 
 
+RECORDED: dict[str, Any] = {}  # what record() has seen in this process: one notebook kernel's page
+
+
 def record(name: str, value: Any) -> None:
     """Record a named plain value (glued into the notebook) for tests and the results page."""
     if not isinstance(name, str) or not name:
@@ -233,6 +236,7 @@ def record(name: str, value: Any) -> None:
         )
     from myst_nb import glue  # imported lazily: only notebooks need it
 
+    RECORDED[name] = value
     glue(name, value, display=False)
     logger.debug("recorded %s = %r", name, value)
 
@@ -434,6 +438,41 @@ def load_notebook_records(results_dir: str | Path | None = None) -> pd.DataFrame
             rows.append({"dataset": data.get("dataset"), "profile": data.get("profile"),
                          "notebook": data.get("notebook"), "name": name, "value": value})
     return pd.DataFrame(rows, columns=["dataset", "profile", "notebook", "name", "value"])
+
+
+def _full_run(notebook: str, dataset: str, results_dir: str | Path | None) -> dict[str, Any]:
+    """The committed ``results/<dataset>/<notebook>-full.json`` of a notebook, or {} when there is none."""
+    if results_dir is None:
+        from rasr_lib.runtime import results_dir as default_results_dir
+
+        results_dir = default_results_dir()
+    path = Path(results_dir) / dataset / f"{notebook}-full.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def full_run_table(notebook: str, dataset: str, results_dir: str | Path | None = None) -> pd.DataFrame:
+    """This page's recorded values beside those of the notebook's committed full-profile run on ``dataset``.
+
+    Index: record name; columns ``this page`` (what :func:`record` saw in this kernel) and
+    ``full run``. Empty when no full-profile run of the notebook is committed.
+    """
+    records = _full_run(notebook, dataset, results_dir).get("records") or {}
+    names = list(dict.fromkeys([*RECORDED, *records]))
+    table = pd.DataFrame({"this page": [RECORDED.get(n) for n in names],
+                          "full run": [records.get(n) for n in names]},
+                         index=pd.Index(names, name="record"), dtype=object)  # object: counts stay integers
+    return table if records else table.iloc[:0]
+
+
+def full_run_caption(notebook: str, dataset: str, results_dir: str | Path | None = None) -> str:
+    """One Markdown sentence naming the committed full-profile run of ``notebook`` (or how to make one)."""
+    run = _full_run(notebook, dataset, results_dir)
+    command = f"`python -m rasr_lib notebooks --dataset {dataset} --profile full --only {notebook}`"
+    if not run:
+        return f"No full-profile run of this page is committed for {dataset} yet ({command} makes one)."
+    return (f"**The same page on all of {dataset}** ({command}, commit `{run.get('git_commit')}`, "
+            f"{run.get('wall_time_s', float('nan')):.0f} s on {run.get('device')}): its recorded values "
+            "beside this page's.")
 
 
 # --------------------------------------------------------------------------- presentation

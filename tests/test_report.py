@@ -224,3 +224,28 @@ def test_every_committed_gap_to_a_paper_has_a_note():
         "results differ from a paper by more than 15 % with no PAPER_GAP_NOTES entry: "
         + "; ".join(f"{r.dataset} {r.model} {r.loss} vs {r.paper} ({r.metric} {100 * r.gap:+.0f} %)"
                     for r in missing.itertuples()))
+
+
+def test_full_run_table_puts_this_page_beside_the_committed_full_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(report, "RECORDED", {"graph/n_items": 2795, "graph/share": 0.25, "only/here": True})
+    assert report.full_run_table("04_rasr_graphs", "beauty", tmp_path).empty
+    assert "No full-profile run" in report.full_run_caption("04_rasr_graphs", "beauty", tmp_path)
+    (tmp_path / "beauty").mkdir()
+    (tmp_path / "beauty" / "04_rasr_graphs-full.json").write_text(json.dumps({
+        "notebook": "04_rasr_graphs", "profile": "full", "git_commit": "abc1234", "wall_time_s": 9.6,
+        "device": "cpu", "records": {"graph/n_items": 12101, "graph/share": 0.5, "only/there": 3}}))
+    table = report.full_run_table("04_rasr_graphs", "beauty", tmp_path)
+    assert table.index.tolist() == ["graph/n_items", "graph/share", "only/here", "only/there"]
+    assert table["this page"].tolist() == [2795, 0.25, True, None]
+    assert table["full run"].tolist() == [12101, 0.5, None, 3]
+    assert isinstance(table.loc["graph/n_items", "full run"], int)  # counts are not turned into floats
+    caption = report.full_run_caption("04_rasr_graphs", "beauty", tmp_path)
+    assert "commit `abc1234`, 10 s on cpu" in caption and "--only 04_rasr_graphs" in caption
+    assert report.full_run_table("04_rasr_graphs", "toys", tmp_path).empty
+
+
+def test_record_remembers_what_this_process_recorded(monkeypatch):
+    pytest.importorskip("myst_nb")
+    monkeypatch.setattr(report, "RECORDED", {})
+    record("a/b", np.int64(3))
+    assert report.RECORDED == {"a/b": 3} and type(report.RECORDED["a/b"]) is int
