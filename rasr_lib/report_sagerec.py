@@ -844,14 +844,16 @@ def graph_strength_table(dataset: str, results_dir: str | Path | None = None) ->
 # ----------------------------------------------------------------------------- full vs sampled
 
 
-def protocol_agreement(dataset: str, metric: str = "ndcg@10",
-                       results_dir: str | Path | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
+def protocol_agreement(dataset: str, metric: str = "ndcg@10", results_dir: str | Path | None = None,
+                       seed: int | None = 0) -> tuple[pd.DataFrame, dict[str, float]]:
     """Test ``metric`` of each run under full ranking and under 1 + 100 sampled negatives, and how the two order runs.
 
-    Rows: every run in ``results/<dataset>/sampled-eval.json`` with ``label``, ``full``,
-    ``sampled``, and both ranks (1 = best). The dict holds Kendall's tau and Spearman's rho
-    between the two protocols' orders and ``n_swapped``, the pairs of runs the two protocols
-    order differently (NaN / 0 with fewer than 2 runs).
+    Rows: every run in ``results/<dataset>/sampled-eval.json`` trained with ``seed`` (None: every
+    seed) with ``label``, ``full``, ``sampled``, and both ranks (1 = best). One seed by default:
+    a configuration's other seeds would count one model several times and add pairs whose order
+    is seed noise. The dict holds Kendall's tau and Spearman's rho between the two protocols'
+    orders and ``n_swapped``, the pairs of runs the two protocols order differently (NaN / 0
+    with fewer than 2 runs).
     """
     from rasr_lib.runtime import results_dir as default_results_dir
 
@@ -861,7 +863,10 @@ def protocol_agreement(dataset: str, metric: str = "ndcg@10",
         result_path = folder / f"{name}.json"
         if not result_path.exists():
             continue
-        full = json.loads(result_path.read_text(encoding="utf-8"))["metrics"]["test"][metric]
+        result = json.loads(result_path.read_text(encoding="utf-8"))
+        if seed is not None and result.get("seed") != seed:
+            continue
+        full = result["metrics"]["test"][metric]
         rows.append({"run": name, "label": label, "full": float(full),
                      "sampled": float(entry["metrics"]["test"][metric])})
     table = pd.DataFrame(rows, columns=["run", "label", "full", "sampled"])
@@ -893,10 +898,10 @@ def _short_label(label: str) -> str:
     return (label.replace(", cross-entropy", " CE").replace(" pooling", "").replace(", ", " "))
 
 
-def plot_protocol_agreement(dataset: str, metric: str = "ndcg@10",
-                            results_dir: str | Path | None = None) -> Figure:
-    """Scatter of each run's full-ranking vs sampled-protocol test ``metric``, labelled, with Kendall's tau."""
-    table, summary = protocol_agreement(dataset, metric, results_dir)
+def plot_protocol_agreement(dataset: str, metric: str = "ndcg@10", results_dir: str | Path | None = None,
+                            seed: int | None = 0) -> Figure:
+    """Scatter of each run's full-ranking vs sampled-protocol test ``metric`` (runs of ``seed``), with Kendall's tau."""
+    table, summary = protocol_agreement(dataset, metric, results_dir, seed)
     fig = Figure(figsize=(9, 5))
     ax = fig.add_subplot()
     if table.empty:

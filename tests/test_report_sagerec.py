@@ -354,7 +354,12 @@ def test_protocol_agreement_counts_the_pairs_the_protocols_order_differently(tmp
         _write_run(tmp_path, model="sasrec", ndcg10=n10, name=f"sasrec-bce-full-seed0-o{name * 6}")
     store = {"analysis": "sampled-eval", "runs": {f"sasrec-bce-full-seed0-o{k * 6}": {
         "metrics": {"test": {"ndcg@10": v}}} for k, v in sampled.items()}}
+    # another seed of configuration a, ordered differently: left out unless every seed is asked for
+    _write_run(tmp_path, model="sasrec", ndcg10=0.005, seed=1, name="sasrec-bce-full-seed1-oaaaaaa")
+    store["runs"]["sasrec-bce-full-seed1-oaaaaaa"] = {"metrics": {"test": {"ndcg@10": 0.5}}}
     (tmp_path / "beauty" / "sampled-eval.json").write_text(json.dumps(store))
+    assert rs.protocol_agreement("beauty", results_dir=tmp_path, seed=None)[1]["n_runs"] == 5
+    assert rs.protocol_agreement("beauty", results_dir=tmp_path, seed=1)[1]["n_runs"] == 1
     table, summary = rs.protocol_agreement("beauty", results_dir=tmp_path)
     assert summary["n_runs"] == 4 and summary["n_swapped"] == 2
     assert summary["kendall_tau"] == pytest.approx((4 - 2) / 6)
