@@ -302,9 +302,10 @@ def seed_spread_sentence(df: pd.DataFrame, dataset: str, metric: str = "ndcg@20"
         protocol = "" if str(r.protocol).startswith("full") else f", {r.protocol}"
         parts.append(f"{r.model} ({r.loss}{protocol}) {r.mean:.4f} ± {r.std:.4f}, {r.cv:.1f} % of the mean "
                      f"({r.seeds} seeds)")
-    worst = float(spread["cv %"].max())
+    low, high = 2 * float(spread["cv %"].min()), 2 * float(spread["cv %"].max())
+    bound = f"{high:.0f} %" if round(low) == round(high) else f"{low:.0f}-{high:.0f} % (by model)"
     return (f"Test {name} over seeds on {dataset}: " + "; ".join(parts) + ". A one-seed difference "
-            f"smaller than about {2 * worst:.0f} % (twice the largest of these spreads) is not evidence either way.")
+            f"smaller than about {bound}, twice these spreads, is not evidence either way.")
 
 
 # --------------------------------------------------------------------------- plan coverage

@@ -334,6 +334,9 @@ def test_seed_spread_sentence_reads_only_original_runs_with_two_seeds(results, t
     assert "sasrec (bce) 0.0410 ± 0.0014, 3.4 % of the mean (2 seeds)" in text
     assert text.count(" seeds)") == 1 and "about 7 %" in text
     assert "not measured" in rr.seed_spread_sentence(df, "toys")
+    _write_run(results, model="bpr", seed=0, ndcg20=0.0200)
+    _write_run(results, model="bpr", seed=1, ndcg20=0.0202)  # cv 0.7 %
+    assert "about 1-7 % (by model)" in rr.seed_spread_sentence(load_results(results), "beauty")
     assert "not measured" in rr.seed_spread_sentence(load_results(tmp_path / "empty"), "beauty")
 
 
