@@ -367,6 +367,8 @@ def table5(df: pd.DataFrame, dataset: str, protocol: str = "full",
         for metric in METRICS:
             s = per_seed(runs, metric)
             row[metric] = float(s.mean()) if len(s) else math.nan
+            if metric == "ndcg@20":  # the seed noise table5_noise compares the variants with
+                row["ndcg@20 std"] = float(s.std(ddof=1)) if len(s) > 1 else math.nan
         row["status"] = "ok" if row["seeds"] else NOT_RUN
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -387,6 +389,21 @@ def table5_claims(t5: pd.DataFrame, metric: str = "ndcg@20") -> dict[str, Any]:
         out.update(a_best=out["best"] == PAPER_TABLE5_ORDER["best"],
                    d_worst=out["worst"] == PAPER_TABLE5_ORDER["worst"])
     return out
+
+
+def table5_noise(t5: pd.DataFrame, metric: str = "ndcg@20") -> str:
+    """One sentence: which one-seed variants lie within two of A's seed standard deviations of A (``metric``)."""
+    a = t5.set_index("variant").iloc[0]
+    name = METRIC_LABELS.get(metric, metric)
+    sd = a.get(f"{metric} std", math.nan)
+    if pd.isna(a[metric]) or pd.isna(sd):
+        return f"A has fewer than two seeds here, so the seed noise of {name} is not measured."
+    bound = 2 * float(sd) / float(a[metric])
+    close = [v for v, x in t5.set_index("variant")[metric].iloc[1:].dropna().items()
+             if abs(x / a[metric] - 1) < bound]
+    return (f"A is a mean over {int(a['seeds'])} seeds ({name} std {sd:.4f}); a one-seed variant within "
+            f"±{100 * bound:.0f} % of A (two standard deviations) is not distinguishable from it: "
+            + (", ".join(close) if close else "none is") + ".")
 
 
 # ----------------------------------------------------------------------------- claims

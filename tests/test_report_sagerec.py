@@ -132,6 +132,16 @@ def test_table5_variants_and_order(results):
     got = rs.table5_claims(t5.reset_index())
     assert got["best"] == "A full" and got["worst"] == "D random graph"
     assert got["a_best"] is None  # C is missing: no verdict yet
+    # A: N@20 = 1.25 x (30, 32, 31, 33, 34)e-3 (mean .040, std 1.98e-3), so +-9.9 % of A is seed noise:
+    # D (-37.5 %) and E (-12.5 %) lie beyond it; B (-18.75 %, two seeds) is not a one-seed variant but is compared too
+    sd = 1.25 * float(np.std([0.030, 0.032, 0.031, 0.033, 0.034], ddof=1))
+    assert t5.loc["A full", "ndcg@20 std"] == pytest.approx(sd)
+    assert math.isnan(t5.loc["D random graph", "ndcg@20 std"])
+    text = rs.table5_noise(t5.reset_index())
+    assert f"N@20 std {sd:.4f}" in text and "±10 % of A" in text and text.endswith("none is.")
+    near = t5.reset_index().assign(**{"ndcg@20": [0.040, 0.037, math.nan, 0.025, 0.041]})
+    assert rs.table5_noise(near).endswith("is not distinguishable from it: B w/o edge learning, E w/o position.")
+    assert "not measured" in rs.table5_noise(t5.reset_index().assign(**{"ndcg@20 std": math.nan}))
 
 
 def test_claims_compare_with_the_best_baseline_present(results):
