@@ -177,7 +177,11 @@ def _plan(args: argparse.Namespace) -> int:
     if args.list:
         from rasr_lib.experiments.plans import cell_status
 
-        for label, cfg in plan_configs(args.name, args.dataset, args.profile, args.seed, overrides):
+        cells = plan_configs(args.name, args.dataset, args.profile, args.seed, overrides)
+        shown = [(label, cfg) for label, cfg in cells if not args.only or any(s in label for s in args.only)]
+        if not shown:
+            raise ValueError(f"--only {args.only} matches no cell of {args.name}")
+        for label, cfg in shown:
             print(f"{label:28s} {run_name(cfg):44s} {cell_status(cfg)}")
         return 0
     results = run_plan(args.name, args.dataset, args.profile, args.seed, overrides, only=args.only,

@@ -164,6 +164,10 @@ def test_cli_lists_a_plan_and_rejects_bad_input(capsys):
     assert [line.split()[2] for line in lines] == expected  # label "ratio 0.25", name, status
     assert all(re.search(r"(committed N@20 0\.\d{4}|interrupted at epoch \d+|checkpoint at epoch \d+|missing)"
                          r"( \(resumable\))?$", line) for line in lines)
+    assert main(["plan", "fig4", "--list", "--profile", "full", "--only", "0.25", "0.75"]) == 0
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == ["0.25", "0.75"]
+    assert main(["plan", "fig4", "--list", "--only", "nothing-like-this"]) == 2
+    assert "matches no cell" in capsys.readouterr().err
     assert main(["regenerate", "--set", "regen.ratio=2"]) == 2
     assert "regen.ratio" in capsys.readouterr().err
 
