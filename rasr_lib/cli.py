@@ -170,18 +170,15 @@ def _regenerate(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     """Handle ``plan``: list or run an experiment grid, one summary line per cell."""
-    from rasr_lib.experiments.plans import plan_configs, run_plan
+    from rasr_lib.experiments.plans import plan_cells_matching, run_plan
     from rasr_lib.experiments.train_run import run_name
 
     overrides = _parse_set(args.set)
     if args.list:
         from rasr_lib.experiments.plans import cell_status
 
-        cells = plan_configs(args.name, args.dataset, args.profile, args.seed, overrides)
-        shown = [(label, cfg) for label, cfg in cells if not args.only or any(s in label for s in args.only)]
-        if not shown:
-            raise ValueError(f"--only {args.only} matches no cell of {args.name}")
-        for label, cfg in shown:
+        for label, cfg in plan_cells_matching(args.name, args.dataset, args.profile, args.seed, overrides,
+                                              args.only):
             print(f"{label:28s} {run_name(cfg):44s} {cell_status(cfg)}")
         return 0
     results = run_plan(args.name, args.dataset, args.profile, args.seed, overrides, only=args.only,

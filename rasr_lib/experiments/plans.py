@@ -123,6 +123,19 @@ def cell_status(cfg: ExperimentConfig) -> str:
     return "missing"
 
 
+def plan_cells_matching(
+    plan: str, dataset: str = "beauty", profile: str = "full", seed: int = 0,
+    overrides: dict[str, Any] | None = None, only: list[str] | None = None,
+) -> list[tuple[str, ExperimentConfig]]:
+    """The cells of ``plan`` whose label contains one of ``only``'s strings (every cell without ``only``)."""
+    cells = plan_configs(plan, dataset, profile, seed, overrides)
+    if only:
+        cells = [(label, c) for label, c in cells if any(s in label for s in only)]
+        if not cells:
+            raise ValueError(f"--only {only} matches no cell of {plan}")
+    return cells
+
+
 def run_plan(
     plan: str, dataset: str = "beauty", profile: str = "full", seed: int = 0,
     overrides: dict[str, Any] | None = None, only: list[str] | None = None, progress: bool = True,
@@ -136,11 +149,7 @@ def run_plan(
     from rasr_lib.experiments.train_run import run_experiment
 
     results = {}
-    cells = plan_configs(plan, dataset, profile, seed, overrides)
-    if only:
-        cells = [(label, c) for label, c in cells if any(s in label for s in only)]
-        if not cells:
-            raise ValueError(f"--only {only} matches no cell of {plan}")
+    cells = plan_cells_matching(plan, dataset, profile, seed, overrides, only)
     for i, (label, cfg) in enumerate(cells, 1):
         if deadline is not None and time.time() >= deadline:
             log.warning("[%s] time budget spent: %d cell(s) not started", plan, len(cells) - i + 1)
