@@ -148,7 +148,10 @@ def _train(args: argparse.Namespace) -> int:
     summary = {k: result[k] for k in ("dataset", "model", "loss", "profile", "seed", "protocol",
                                       "best_epoch", "epochs_run", "wall_time_s")}
     summary["interrupted"] = bool(result.get("interrupted"))
-    summary["test"] = result["metrics"]["test"]
+    if result["metrics"] is None:  # stopped before training (S3-Rec's pre-training): nothing to score
+        summary["stopped_in"] = _unfinished_stage(result)
+    else:
+        summary["test"] = result["metrics"]["test"]
     print(json.dumps(summary, indent=1))
     return 0
 
@@ -184,10 +187,20 @@ def _plan(args: argparse.Namespace) -> int:
     results = run_plan(args.name, args.dataset, args.profile, args.seed, overrides, only=args.only,
                        deadline=_deadline(args.hours))
     for label, result in results.items():
+        if result["metrics"] is None:
+            print(f"{label:28s} {_unfinished_stage(result)}")
+            continue
         test = result["metrics"]["test"]
         cut = "  (interrupted: rerun to resume)" if result.get("interrupted") else ""
         print(f"{label:28s} R@20 {test['recall@20']:.4f}  N@20 {test['ndcg@20']:.4f}{cut}")
     return 0
+
+
+def _unfinished_stage(result: dict) -> str:
+    """One line for a run stopped in its stage before training, e.g. S3-Rec's pre-training."""
+    prepared = result.get("prepare") or {}
+    return (f"pre-training stopped at epoch {prepared.get('epochs_done', '?')} of "
+            f"{prepared.get('epochs', '?')}: rerun the same command to resume")
 
 
 def _stats(args: argparse.Namespace) -> int:

@@ -74,6 +74,15 @@ def write_json(obj: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def save_atomic(obj: dict, path: Path) -> None:
+    """torch.save ``obj`` to a temporary file then rename it, so a crash never leaves half a checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 def release_freed_memory() -> bool:
     """Return heap pages freed by torch to the OS (glibc ``malloc_trim(0)``); False where there is no glibc.
 

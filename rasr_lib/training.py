@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,13 +140,6 @@ def validation_loss(
     return total / max(len(users), 1)
 
 
-def _save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temporary file then rename, so a crash never leaves half a checkpoint."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def fit(
     model: SequentialRecommender,
     split: SplitData,
@@ -259,7 +251,7 @@ def fit(
         done = bad_epochs >= cfg.patience
         result.stopped_early = done and epoch < cfg.epochs
         if checkpoint is not None:
-            _save_atomic(
+            runtime.save_atomic(
                 {
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),

@@ -123,3 +123,52 @@ def test_fine_tuning_learns_on_a_real_slice():
     pop = evaluate(Popularity.from_split(split), split, "valid", cfg.eval)["ndcg@10"]
     assert best > 10 * chance_ndcg10(split.n_items)
     assert best > 0.6 * pop
+
+
+def test_interrupted_pre_training_resumes_to_the_same_weights(tmp_path, one_thread):
+    split = leave_one_out(load_dataset("beauty", max_users=60), 50)
+    cfg = load_config("beauty", "full", {"s3rec.pretrain_epochs": 3}, model="s3rec")
+
+    def pretrain(checkpoint=None, deadline=None):
+        model = build_model(cfg, split.n_items, split=split)
+        model.load_state_dict(initial)  # the same starting weights for every call
+        generator = set_seed(0)
+        summary = model.prepare(split, cfg, torch.device("cpu"), generator, progress=False,
+                                checkpoint=checkpoint, deadline=deadline)
+        return model, summary, generator
+
+    set_seed(0)
+    initial = build_model(cfg, split.n_items, split=split).state_dict()
+    whole, whole_summary, whole_gen = pretrain()
+    checkpoint = tmp_path / "prepare.pt"
+    _, cut, _ = pretrain(checkpoint, deadline=0.0)  # stops after its first epoch
+    assert cut["out_of_time"] and cut["epochs_done"] == 1 and checkpoint.exists()
+    resumed, summary, resumed_gen = pretrain(checkpoint)
+    assert "out_of_time" not in summary and summary["epochs_done"] == 3
+    assert [e["total"] for e in summary["losses"]] == [e["total"] for e in whole_summary["losses"]]
+    for name, value in whole.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
+    assert torch.equal(whole_gen.get_state(), resumed_gen.get_state())  # fine-tuning draws the same
+
+
+def test_a_run_cut_in_pre_training_publishes_nothing_and_resumes(tmp_path, monkeypatch, capsys):
+    from rasr_lib.cli import main
+    from rasr_lib.experiments.plans import cell_status
+    from rasr_lib.experiments.train_run import run_dir, run_experiment
+
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
+    overrides = {"data.max_users": 60, "s3rec.pretrain_epochs": 2, "train.epochs": 1, "device": "cpu"}
+    argv = ["train", "--model", "s3rec", "--profile", "full", "--hours", "1e-9"]
+    for key, value in overrides.items():
+        argv += ["--set", f"{key}={value}"]
+    assert main(argv) == 0  # the budget ends after the first pre-training epoch
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["stopped_in"].startswith("pre-training stopped at epoch 1 of 2") and "test" not in printed
+    cfg = load_config("beauty", "full", overrides, model="s3rec")
+    assert not (tmp_path / "results").exists() and not (run_dir(cfg) / "result.json").exists()
+    assert cell_status(cfg) == "pre-training checkpoint at epoch 1"
+    done = run_experiment(cfg, progress=False)
+    assert done["prepare"]["epochs_done"] == 2 and len(done["prepare"]["losses"]) == 2
+    assert done["metrics"]["test"]["ndcg@20"] >= 0 and not done["interrupted"]
+    assert (tmp_path / "results" / "beauty").exists()  # the full profile publishes the finished run

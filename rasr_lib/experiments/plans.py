@@ -106,7 +106,8 @@ def plan_configs(
 
 def cell_status(cfg: ExperimentConfig) -> str:
     """Where a plan cell stands: ``committed N@20 .0371``, ``interrupted at epoch 40`` (resumable),
-    ``checkpoint at epoch 12`` (a run in progress or killed), or ``missing``."""
+    ``checkpoint at epoch 12`` (a run in progress or killed), ``pre-training checkpoint at epoch 3``
+    (S3-Rec, before fine-tuning), or ``missing``."""
     import torch
 
     from rasr_lib.experiments.train_run import committed_result, run_dir
@@ -120,6 +121,10 @@ def cell_status(cfg: ExperimentConfig) -> str:
     if checkpoint.exists():
         epoch = torch.load(checkpoint, map_location="cpu", weights_only=False).get("epoch", 0)
         return f"checkpoint at epoch {epoch}"
+    pretrain = run_dir(cfg) / "prepare.pt"
+    if pretrain.exists():
+        epoch = torch.load(pretrain, map_location="cpu", weights_only=False).get("epoch", 0)
+        return f"pre-training checkpoint at epoch {epoch}"
     return "missing"
 
 

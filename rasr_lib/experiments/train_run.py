@@ -188,6 +188,14 @@ def _resumable(result: dict, checkpoint: Path) -> bool:
     return bool(result.get("interrupted")) and checkpoint.exists()
 
 
+def _unfinished_preparation(cfg: ExperimentConfig, prepared: dict, seconds: float) -> dict:
+    """What a run stopped during its stage before training returns: no metrics, nothing published."""
+    return {"dataset": cfg.data.dataset, "model": cfg.model.name, "loss": cfg.train.loss,
+            "profile": cfg.profile, "seed": cfg.seed, "protocol": protocol_name(cfg.eval),
+            "best_epoch": None, "epochs_run": 0, "wall_time_s": round(seconds, 1),
+            "interrupted": True, "stage": "prepare", "prepare": prepared, "metrics": None}
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     force: bool = False,
@@ -204,7 +212,9 @@ def run_experiment(
     ``results/<dataset>/<run_name>.json`` for the book.
     ``stop_now`` ends an interrupted run at its last checkpoint (best epoch so far) and marks
     the result ``"interrupted": true``; so does ``deadline`` (a ``time.time()`` value) when
-    training stops before it (see :func:`rasr_lib.training.fit`).
+    training stops before it (see :func:`rasr_lib.training.fit`). A deadline reached during the
+    model's stage before training (S3-Rec's pre-training) returns ``"stage": "prepare"`` and
+    ``"metrics": None``; nothing is written or published, and the same call resumes the stage.
     """
     folder = run_dir(cfg)
     result_path, checkpoint = folder / "result.json", folder / "checkpoint.pt"
@@ -221,8 +231,9 @@ def run_experiment(
     else:
         if stop_now and not checkpoint.exists():
             raise ValueError(f"--finish-now: no checkpoint to finish at {checkpoint}")
-        if force and checkpoint.exists():
-            checkpoint.unlink()
+        if force:  # start over: the fine-tuning checkpoint and the stage before it
+            for stale in (checkpoint, folder / "prepare.pt", folder / "prepare.json"):
+                stale.unlink(missing_ok=True)
         folder.mkdir(parents=True, exist_ok=True)
         start, commit = time.perf_counter(), git_commit()  # the code the run started from
         generator = set_seed(cfg.seed)
@@ -241,9 +252,17 @@ def run_experiment(
 
             graph = graph_for(cfg, dataset, progress=progress)
         model = build_model(cfg, dataset.n_items, graph=graph, split=split)
-        prepared = None
+        prepared, prepared_path = None, folder / "prepare.json"
         if not checkpoint.exists():  # a resumed run restores the prepared weights from its checkpoint
-            prepared = model.prepare(split, cfg, device, generator, progress=progress)
+            prepared = model.prepare(split, cfg, device, generator, progress=progress,
+                                     checkpoint=folder / "prepare.pt", deadline=deadline)
+            if prepared is not None and prepared.get("out_of_time"):
+                log.info("%s: stage before training stopped at its deadline; rerun to resume", folder)
+                return _unfinished_preparation(cfg, prepared, time.perf_counter() - start)
+            if prepared is not None:
+                write_json(prepared, prepared_path)
+        elif prepared_path.exists():
+            prepared = json.loads(prepared_path.read_text())
         trained = fit(model, split, cfg.train, cfg.eval, device, generator, checkpoint, progress,
                       stop_now=stop_now, deadline=deadline)
         test = evaluate(model, split, "test", cfg.eval, device=device, return_ranks=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -31,8 +33,13 @@ class SequentialRecommender(nn.Module):
         self.item_embedding = nn.Embedding(n_items + 1, hidden_dim, padding_idx=0)
 
     def prepare(self, split, cfg, device: torch.device, generator: torch.Generator,
-                progress: bool = True) -> dict | None:
-        """Optional stage run once before training (e.g. S3-Rec pre-training); returns a summary or None."""
+                progress: bool = True, checkpoint: Path | None = None,
+                deadline: float | None = None) -> dict | None:
+        """Optional stage run once before training (e.g. S3-Rec pre-training); returns a summary or None.
+
+        A long stage saves its state to ``checkpoint`` as it goes and resumes from it; with
+        ``deadline`` (a ``time.time()`` value) it stops early and says ``"out_of_time": True``.
+        """
         return None
 
     def forward(self, item_seq: torch.Tensor, seq_len: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -14,6 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rasr_lib.models.base import SequentialRecommender, init_normal_weights
+from rasr_lib.runtime import save_atomic
 from rasr_lib.training import _redraw_seen
 
 log = logging.getLogger(__name__)
@@ -253,8 +255,15 @@ class S3Rec(SequentialRecommender):
         return a * losses["aap"] + i * losses["mip"] + m * losses["map"] + s * losses["sp"]
 
     def prepare(self, split, cfg, device: torch.device, generator: torch.Generator,
-                progress: bool = True) -> dict:
-        """Pre-train on ``split``'s training sequences; return {epochs, seconds, losses per epoch, ...}."""
+                progress: bool = True, checkpoint: Path | None = None,
+                deadline: float | None = None) -> dict:
+        """Pre-train on ``split``'s training sequences; return {epochs, seconds, losses per epoch, ...}.
+
+        With ``checkpoint`` the state (weights, optimiser, random streams, losses) is saved after
+        every pre-training epoch and a later call resumes from it, drawing what an uninterrupted
+        run would have drawn. ``deadline`` (a ``time.time()`` value) stops after the epoch whose
+        duration, repeated, would pass it; the summary then says ``"out_of_time": True``.
+        """
         s = cfg.s3rec
         epochs, prefixes = s.pretrain_epochs, s.pretrain_prefixes
         if cfg.profile == "quick":  # the quick profile must finish in well under a minute on a CPU
@@ -270,8 +279,17 @@ class S3Rec(SequentialRecommender):
         elif prefixes != "sample":
             raise ValueError(f"s3rec.pretrain_prefixes must be 'all' or 'sample', got {prefixes!r}")
         optimizer = torch.optim.Adam(self.parameters(), lr=s.pretrain_lr)
-        history, t0 = [], time.perf_counter()
-        bar = tqdm(range(1, epochs + 1), desc="pre-train S3Rec", disable=not progress, leave=False)
+        history, seconds, start = [], 0.0, 1
+        if checkpoint is not None and Path(checkpoint).exists():
+            state = torch.load(checkpoint, map_location=device, weights_only=False)
+            self.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            generator.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            history, seconds, start = state["history"], state["seconds"], state["epoch"] + 1
+            log.info("S3-Rec pre-training resumed from %s at epoch %d", checkpoint, start)
+        out_of_time = False
+        bar = tqdm(range(start, epochs + 1), desc="pre-train S3Rec", disable=not progress, leave=False)
         for epoch in bar:
             if prefixes == "sample":  # one random prefix per sequence and epoch
                 rows = torch.arange(len(seqs))
@@ -291,15 +309,29 @@ class S3Rec(SequentialRecommender):
                 for k, v in {**losses, "total": total}.items():
                     sums[k] += float(v.detach()) * len(index)
                 n_rows += len(index)
-            entry = {"epoch": epoch, **{k: v / max(n_rows, 1) for k, v in sums.items()},
-                     "seconds": time.perf_counter() - tic}
+            elapsed = time.perf_counter() - tic
+            seconds += elapsed
+            entry = {"epoch": epoch, **{k: v / max(n_rows, 1) for k, v in sums.items()}, "seconds": elapsed}
             history.append(entry)
             bar.set_postfix(loss=f"{entry['total']:.3f}")
             log.info("S3-Rec pre-train epoch %d: %s", epoch,
                      " ".join(f"{k} {entry[k]:.4f}" for k in ("aap", "mip", "map", "sp", "total")))
+            if checkpoint is not None:
+                save_atomic({"model": self.state_dict(), "optimizer": optimizer.state_dict(),
+                             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                             "history": history, "seconds": seconds, "epoch": epoch}, Path(checkpoint))
+            if epoch < epochs and deadline is not None and time.time() + elapsed > deadline:
+                out_of_time = True
+                log.info("S3-Rec pre-training stopped after epoch %d of %d before the deadline; "
+                         "rerun the same command to resume", epoch, epochs)
+                break
         bar.close()
-        return {"epochs": epochs, "seconds": round(time.perf_counter() - t0, 1), "n_sequences": int(len(ends)),
-                "prefixes": prefixes, "losses": history}
+        summary = {"epochs": epochs, "epochs_done": len(history), "seconds": round(seconds, 1),
+                   "n_sequences": int(len(ends)) if prefixes == "all" else int(len(seqs)),
+                   "prefixes": prefixes, "losses": history}
+        if out_of_time:
+            summary["out_of_time"] = True
+        return summary
 
 
 def _length_bucketed_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator):

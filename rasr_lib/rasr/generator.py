@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ from rasr_lib.data.schema import SeqDataset
 from rasr_lib.data.split import last_items_padded
 from rasr_lib.rasr.augment import AugmentedSet, training_parts
 from rasr_lib.rasr.graphs import RelationGraph
+from rasr_lib.runtime import save_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -542,14 +542,6 @@ def iterate_pair_batches(
         yield torch.from_numpy(s), torch.from_numpy(t)
 
 
-def _save_atomic(obj: dict, path: Path) -> None:
-    """torch.save to a temporary file then rename, so a crash never leaves half a checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def fit_generator(
     model: SequenceGenerator,
     pairs_src,
@@ -610,7 +602,7 @@ def fit_generator(
         logger.info("generator epoch %d loss %.4f (ce %.4f, entropy %.4f) lr %.2e",
                     epoch, entry["loss"], entry["ce"], entry["entropy"], lr)
         if checkpoint is not None:
-            _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
                           "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch},
                          Path(checkpoint))
