@@ -83,6 +83,29 @@ def save_atomic(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def save_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        generator: torch.Generator, **extra) -> None:
+    """Atomically save what resuming needs: weights, optimiser, both random streams, and ``extra``."""
+    save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), **extra}, path)
+
+
+def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        generator: torch.Generator, device: torch.device) -> dict:
+    """Restore a :func:`save_training_state` file into ``model``, ``optimizer`` and the random streams.
+
+    Returns the whole saved dict (for its extra entries). Restoring the global torch stream too
+    means dropout draws continue exactly where they stopped, so a resumed run equals an
+    uninterrupted one on the CPU.
+    """
+    state = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    return state
+
+
 def release_freed_memory() -> bool:
     """Return heap pages freed by torch to the OS (glibc ``malloc_trim(0)``); False where there is no glibc.
 

@@ -176,11 +176,7 @@ def fit(
     plateau = 0  # validations without improvement since the last lr decay (lr_decay_patience)
     best_loss = np.inf  # lowest validation loss so far (lr_decay_on = "loss")
     if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])  # dropout draws continue exactly where they stopped
+        state = runtime.load_training_state(checkpoint, model, optimizer, generator, device)
         result = state["result"]
         result.out_of_time = False
         best_state, best_metric = state["best_state"], state["best_metric"]
@@ -251,15 +247,10 @@ def fit(
         done = bad_epochs >= cfg.patience
         result.stopped_early = done and epoch < cfg.epochs
         if checkpoint is not None:
-            runtime.save_atomic(
-                {
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                    "result": result, "best_state": best_state,
-                    "best_metric": best_metric, "epoch": epoch, "bad_epochs": bad_epochs,
-                    "plateau": plateau, "best_loss": best_loss,
-                },
-                Path(checkpoint),
+            runtime.save_training_state(
+                Path(checkpoint), model, optimizer, generator, result=result, best_state=best_state,
+                best_metric=best_metric, epoch=epoch, bad_epochs=bad_epochs, plateau=plateau,
+                best_loss=best_loss,
             )
         # One more epoch of the same length (training and validation) would end past the deadline.
         if not done and deadline is not None and time.time() + (time.perf_counter() - t0) > deadline:

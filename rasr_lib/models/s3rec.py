@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from rasr_lib.models.base import SequentialRecommender, init_normal_weights
-from rasr_lib.runtime import save_atomic
+from rasr_lib.runtime import load_training_state, save_training_state
 from rasr_lib.training import _redraw_seen
 
 log = logging.getLogger(__name__)
@@ -281,11 +281,7 @@ class S3Rec(SequentialRecommender):
         optimizer = torch.optim.Adam(self.parameters(), lr=s.pretrain_lr)
         history, seconds, start = [], 0.0, 1
         if checkpoint is not None and Path(checkpoint).exists():
-            state = torch.load(checkpoint, map_location=device, weights_only=False)
-            self.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            generator.set_state(state["generator"])
-            torch.set_rng_state(state["torch_rng"])
+            state = load_training_state(checkpoint, self, optimizer, generator, device)
             history, seconds, start = state["history"], state["seconds"], state["epoch"] + 1
             log.info("S3-Rec pre-training resumed from %s at epoch %d", checkpoint, start)
         out_of_time = False
@@ -317,9 +313,8 @@ class S3Rec(SequentialRecommender):
             log.info("S3-Rec pre-train epoch %d: %s", epoch,
                      " ".join(f"{k} {entry[k]:.4f}" for k in ("aap", "mip", "map", "sp", "total")))
             if checkpoint is not None:
-                save_atomic({"model": self.state_dict(), "optimizer": optimizer.state_dict(),
-                             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                             "history": history, "seconds": seconds, "epoch": epoch}, Path(checkpoint))
+                save_training_state(Path(checkpoint), self, optimizer, generator,
+                                    history=history, seconds=seconds, epoch=epoch)
             if epoch < epochs and deadline is not None and time.time() + elapsed > deadline:
                 out_of_time = True
                 log.info("S3-Rec pre-training stopped after epoch %d of %d before the deadline; "

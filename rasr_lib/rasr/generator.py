@@ -41,7 +41,7 @@ from rasr_lib.data.schema import SeqDataset
 from rasr_lib.data.split import last_items_padded
 from rasr_lib.rasr.augment import AugmentedSet, training_parts
 from rasr_lib.rasr.graphs import RelationGraph
-from rasr_lib.runtime import save_atomic
+from rasr_lib.runtime import load_training_state, save_training_state
 
 logger = logging.getLogger(__name__)
 
@@ -570,12 +570,8 @@ def fit_generator(
     history: list[dict] = []
     start = 1
     if checkpoint is not None and Path(checkpoint).exists():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        state = load_training_state(checkpoint, model, optimizer, generator, device)
         scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
         history, start = state["history"], state["epoch"] + 1
         logger.info("resumed generator training from %s at epoch %d", checkpoint, start)
     bar = tqdm(range(start, cfg.epochs + 1), desc="train generator", disable=not progress, leave=False)
@@ -602,10 +598,8 @@ def fit_generator(
         logger.info("generator epoch %d loss %.4f (ce %.4f, entropy %.4f) lr %.2e",
                     epoch, entry["loss"], entry["ce"], entry["entropy"], lr)
         if checkpoint is not None:
-            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "generator": generator.get_state(),
-                          "torch_rng": torch.get_rng_state(), "history": history, "epoch": epoch},
-                         Path(checkpoint))
+            save_training_state(Path(checkpoint), model, optimizer, generator,
+                                scheduler=scheduler.state_dict(), history=history, epoch=epoch)
     bar.close()
     return history
 
