@@ -163,7 +163,7 @@ def test_cli_lists_a_plan_and_rejects_bad_input(capsys):
     expected = [run_name(c) for _, c in plan_configs("fig4", profile="full")]
     assert [line.split()[2] for line in lines] == expected  # label "ratio 0.25", name, status
     assert all(re.search(r"(committed N@20 0\.\d{4}|interrupted at epoch \d+|checkpoint at epoch \d+|missing)"
-                         r"( \(resumable\))?$", line) for line in lines)
+                         r"( \(resumable\)|; nearest committed: \S+ \(.+ not .+\))?$", line) for line in lines)
     assert main(["plan", "fig4", "--list", "--profile", "full", "--only", "0.25", "0.75"]) == 0
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()] == ["0.25", "0.75"]
     assert main(["plan", "fig4", "--list", "--only", "nothing-like-this"]) == 2
@@ -195,7 +195,7 @@ def test_a_committed_result_is_not_retrained_on_a_fresh_clone(dirs):
 
 def test_cell_status_follows_a_run_from_missing_to_committed(dirs):
     from rasr_lib.experiments.plans import cell_status
-    from rasr_lib.experiments.train_run import run_experiment
+    from rasr_lib.experiments.train_run import run_experiment, run_name
 
     cfg = load_config("beauty", "quick", {"data.max_users": 200, "train.epochs": 3, "train.patience": 10})
     assert cell_status(cfg) == "missing"
@@ -203,3 +203,9 @@ def test_cell_status_follows_a_run_from_missing_to_committed(dirs):
     assert cell_status(cfg) == "interrupted at epoch 1 (resumable)"
     result = run_experiment(cfg, publish=True, progress=False)
     assert cell_status(cfg) == f"committed N@20 {result['metrics']['test']['ndcg@20']:.4f}"
+    # a cell that differs in one setting is missing, and points at the committed run it is nearest to
+    other = load_config("beauty", "quick", {"data.max_users": 200, "train.epochs": 3, "train.patience": 10,
+                                            "train.lr": 0.0042})
+    assert cell_status(other) == (f"missing; nearest committed: {run_name(cfg)} "
+                                  f"(train.lr {cfg.train.lr} not 0.0042)")
+    assert cell_status(load_config("beauty", "quick", {"seed": 3})) == "missing"  # no run of seed 3

@@ -104,10 +104,56 @@ def plan_configs(
     raise ValueError(f"unknown plan {plan!r}; choose from {PLANS}")
 
 
+def _flat_settings(cfg: ExperimentConfig) -> dict[str, Any]:
+    """Dotted {key: value} of the settings that name a run (evaluation batch size aside)."""
+    from rasr_lib.config import hashed_settings
+
+    out = {}
+    for section, values in hashed_settings(cfg).items():
+        if isinstance(values, dict):
+            out.update({f"{section}.{k}": v for k, v in values.items() if f"{section}.{k}" != "eval.batch_size"})
+        else:
+            out[section] = values
+    return out
+
+
+def closest_committed(cfg: ExperimentConfig) -> tuple[str, dict[str, tuple[Any, Any]]] | None:
+    """The committed run nearest to ``cfg`` among those of its model, loss, seed, protocol and data variant.
+
+    Returns (run name, {dotted key: (committed value, ``cfg``'s value)}) for the published result
+    whose settings differ from ``cfg``'s in the fewest keys, or None when there is none. Lets
+    ``plan --list`` say that a missing cell was run with other settings (e.g. a 5-epoch generator).
+    """
+    import json
+
+    from rasr_lib.config import config_from_dict
+    from rasr_lib.runtime import results_dir
+
+    want = _flat_settings(cfg)
+    stem = f"{cfg.model.name}-{cfg.train.loss}-{cfg.profile}-seed{cfg.seed}"
+    best: tuple[str, dict] | None = None
+    for path in sorted((results_dir() / cfg.data.dataset).glob(f"{stem}*.json")):
+        try:
+            other = config_from_dict(json.loads(path.read_text(encoding="utf-8")).get("config") or {})
+        except (ValueError, TypeError, AttributeError):
+            continue  # not a training result (or an older layout): nothing to compare
+        same_kind = (other.seed, other.train.loss, other.eval.protocol, other.regen.method,
+                     other.model.semantic_graph) == (cfg.seed, cfg.train.loss, cfg.eval.protocol,
+                                                     cfg.regen.method, cfg.model.semantic_graph)
+        if other.model.name != cfg.model.name or not same_kind:
+            continue
+        have = _flat_settings(other)
+        diff = {k: (have.get(k), want.get(k)) for k in sorted(set(want) | set(have)) if have.get(k) != want.get(k)}
+        if diff and (best is None or len(diff) < len(best[1])):
+            best = (path.stem, diff)
+    return best
+
+
 def cell_status(cfg: ExperimentConfig) -> str:
     """Where a plan cell stands: ``committed N@20 .0371``, ``interrupted at epoch 40`` (resumable),
     ``checkpoint at epoch 12`` (a run in progress or killed), ``pre-training checkpoint at epoch 3``
-    (S3-Rec, before fine-tuning), or ``missing``."""
+    (S3-Rec, before fine-tuning), or ``missing`` (naming the nearest committed run, if any, and
+    the settings it differs in: :func:`closest_committed`)."""
     import torch
 
     from rasr_lib.experiments.train_run import committed_result, run_dir
@@ -125,7 +171,13 @@ def cell_status(cfg: ExperimentConfig) -> str:
     if pretrain.exists():
         epoch = torch.load(pretrain, map_location="cpu", weights_only=False).get("epoch", 0)
         return f"pre-training checkpoint at epoch {epoch}"
-    return "missing"
+    near = closest_committed(cfg)
+    if near is None:
+        return "missing"
+    name, diff = near
+    shown = ", ".join(f"{k} {ours} not {wanted}" for k, (ours, wanted) in list(diff.items())[:3])
+    more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
+    return f"missing; nearest committed: {name} ({shown}{more})"
 
 
 def plan_cells_matching(
