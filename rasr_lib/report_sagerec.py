@@ -285,6 +285,34 @@ def significance(df: pd.DataFrame, dataset: str, protocol: str = "full",
     return pd.DataFrame(rows)
 
 
+def significance_text(df: pd.DataFrame, dataset: str, metrics: Iterable[str] = METRICS) -> str:
+    """Markdown, one bullet per protocol: SAGERec's gain over the strongest baseline and the t-test's verdict.
+
+    The paper's claim is "significantly better (p < 0.01) than the strongest baseline"; each
+    metric reads "significantly above", "significantly below", "no significant difference", or
+    "not testable" while fewer than two seeds pair up.
+    """
+    lines = []
+    for protocol in PROTOCOLS:
+        parts = []
+        for r in significance(df, dataset, protocol, metrics).to_dict("records"):
+            label = METRIC_LABELS[r["metric"]]
+            if r["baseline"] is None or math.isnan(r["sagerec"]):
+                parts.append(f"{label}: {NOT_RUN}")
+                continue
+            head = f"{label}: {r['gain_pct']:+.1f} % vs {MODEL_LABELS[r['baseline']]}"
+            if math.isnan(r["p"]):
+                parts.append(f"{head}, not testable ({r['n_pairs']} paired seed{'s' * (r['n_pairs'] != 1)})")
+                continue
+            if r["p"] >= ALPHA:
+                verdict = "no significant difference"
+            else:
+                verdict = "significantly " + ("above" if r["sagerec"] > r["baseline_mean"] else "below")
+            parts.append(f"{head} over {r['n_pairs']} paired seeds, p = {r['p']:.2g}: {verdict}")
+        lines.append(f"- **{PROTOCOL_LABELS[protocol]}**: " + "; ".join(parts) + ".")
+    return "\n".join(lines)
+
+
 def table3(df: pd.DataFrame, dataset: str, protocol: str = "full", k: int = 10) -> pd.DataFrame:
     """Table 3 (k = 10) or 4 (k = 20): mean and std over seeds per model, p vs the strongest baseline.
 
