@@ -96,22 +96,29 @@ def test_table3_means_std_and_paired_ttest(results):
 def test_significance_text_gives_each_verdict(results):
     df = rs.load_sagerec_results(results)
     text = rs.significance_text(df, "beauty", ["ndcg@10"])
-    full, sampled = text.splitlines()
+    assert text.splitlines()[0] == "- **full ranking**:" and text.splitlines()[2].startswith("- **1 + 100")
+    full, sampled = text.splitlines()[1::2]
     # SAGERec above SASRec on every seed: p in (0.005, 0.01), see the table test above
-    assert full.startswith("- **full ranking**: N@10: +6.0 % vs SASRec over 5 paired seeds, p = 0.00")
+    assert full.startswith("  - N@10: +6.0 % vs SASRec over 5 paired seeds, p = 0.00")
     assert full.endswith(": significantly above.")
     assert sampled.endswith(f"N@10: {rs.NOT_RUN}.")  # no sampled-protocol baseline run
     _write_run(results, model="sasrec", seed=0, protocol="sampled100", ndcg10=0.25)
-    sampled = rs.significance_text(rs.load_sagerec_results(results), "beauty", ["ndcg@10"]).splitlines()[1]
-    assert sampled.endswith("N@10: -20.0 % vs SASRec, not testable (1 paired seed).")
+    sampled = rs.significance_text(rs.load_sagerec_results(results), "beauty", ["ndcg@10"]).splitlines()[3]
+    assert sampled == "  - N@10: -20.0 % vs SASRec, not testable (1 paired seed)."
     for seed, value in enumerate(SAGE):  # now SAGERec loses on every seed
         _write_run(results, model="cl4srec", seed=seed, ndcg10=2 * value)
-    full = rs.significance_text(rs.load_sagerec_results(results), "beauty", ["ndcg@10"]).splitlines()[0]
+    full = rs.significance_text(rs.load_sagerec_results(results), "beauty", ["ndcg@10"]).splitlines()[1]
     assert "-50.0 % vs CL4SRec over 5 paired seeds" in full and full.endswith(": significantly below.")
     for seed, (value, noise) in enumerate(zip(SAGE, [0.002, -0.002, 0.001, -0.001, 0.0005])):
         _write_run(results, model="cl4srec", seed=seed, ndcg10=value + noise)  # a tie within noise
-    full = rs.significance_text(rs.load_sagerec_results(results), "beauty", ["ndcg@10"]).splitlines()[0]
+    full = rs.significance_text(rs.load_sagerec_results(results), "beauty", ["ndcg@10"]).splitlines()[1]
     assert "vs CL4SRec over 5 paired seeds" in full and full.endswith(": no significant difference.")
+    # the strongest baseline has one seed: the strongest one with paired seeds is tested too
+    _write_run(results, model="dssrec", seed=0, ndcg10=0.1, loss="ce")  # its own recipe
+    full = rs.significance_text(rs.load_sagerec_results(results), "beauty", ["ndcg@10"]).splitlines()[1]
+    assert full.startswith("  - N@10: -68.0 % vs DSSRec, not testable (1 paired seed); ")
+    assert full.endswith("vs CL4SRec over 5 paired seeds, p = " + full.split("p = ")[1].split(":")[0]
+                         + ": no significant difference (the strongest baseline with paired seeds).")
 
 
 def test_ttest_needs_matched_seeds():
