@@ -211,7 +211,7 @@ def _sagerec_matches(runs: pd.DataFrame, settings: Mapping[str, Any]) -> pd.Seri
 def select(
     df: pd.DataFrame, dataset: str, model: str, protocol: str = "full", loss: str | None = None,
     sagerec: Mapping[str, Any] | None = None, profile: str = "full", graph: bool = False,
-    recipe_overrides: bool = False,
+    recipe_overrides: bool = False, finished: bool = False,
 ) -> pd.DataFrame:
     """Training runs of one cell: original data, ``model``, ``loss``, ``protocol``; SAGERec at ``sagerec`` settings.
 
@@ -219,7 +219,9 @@ def select(
     SINE; BCE for the others), so each row of Tables 3/4 is the model as published.
 
     ``graph`` selects the backbone with SAGERec's graph module (§5.6) instead of the plain one;
-    ``recipe_overrides`` also keeps runs whose name carries ``-o<hash>`` (trained off the recipe).
+    ``recipe_overrides`` also keeps runs whose name carries ``-o<hash>`` (trained off the recipe);
+    ``finished`` drops runs cut short by a time budget (``"interrupted": true``), which would
+    pull a mean over seeds towards an unfinished model.
     """
     if df.empty or "kind" not in df:
         return df.iloc[0:0]
@@ -233,6 +235,8 @@ def select(
         mask &= df["semantic_graph"] == graph
     if not recipe_overrides and "path" in df:  # a run off the model's recipe (--set ...) is no cell
         mask &= ~df["path"].astype(str).str.contains(OVERRIDE_PATTERN, regex=True)
+    if finished and "interrupted" in df:
+        mask &= ~df["interrupted"].fillna(False).astype(bool)
     runs = df[mask]
     if model == "sagerec" or graph:
         runs = runs[_sagerec_matches(runs, sagerec or {})]
@@ -268,10 +272,10 @@ def significance(df: pd.DataFrame, dataset: str, protocol: str = "full",
     (the strongest baseline that can be tested, when the strongest has a single seed).
     """
     rows = []
-    sage = select(df, dataset, "sagerec", protocol)
+    sage = select(df, dataset, "sagerec", protocol, finished=True)
     for metric in metrics:
         ours = per_seed(sage, metric)
-        means = {m: per_seed(select(df, dataset, m, protocol), metric) for m in BASELINES}
+        means = {m: per_seed(select(df, dataset, m, protocol, finished=True), metric) for m in BASELINES}
         means = {m: s for m, s in means.items()
                  if len(s) and len(set(s.index) & set(ours.index)) >= min_pairs}
         row = {"metric": metric, "baseline": None, "sagerec": ours.mean() if len(ours) else math.nan,
@@ -341,7 +345,7 @@ def table3(df: pd.DataFrame, dataset: str, protocol: str = "full", k: int = 10) 
     sig = significance(df, dataset, protocol, metrics).set_index("metric")
     rows = []
     for model in MODELS:
-        runs = select(df, dataset, model, protocol)
+        runs = select(df, dataset, model, protocol, finished=True)
         row: dict[str, Any] = {"model": model, "protocol": protocol}
         seeds = set()
         for metric in metrics:
@@ -531,7 +535,7 @@ def encoder_table(df: pd.DataFrame, dataset: str, protocol: str = "full") -> pd.
             continue
         pair = {}
         for graph in (False, True):
-            runs = select(df, dataset, cfg.model.name, protocol, cfg.train.loss, graph=graph)
+            runs = select(df, dataset, cfg.model.name, protocol, cfg.train.loss, graph=graph, finished=True)
             pair[graph] = {m: per_seed(runs, m).mean() for m in METRICS} if len(runs) else None
         row = {"model": cfg.model.name, "loss": cfg.train.loss,
                "n_runs": sum(len(select(df, dataset, cfg.model.name, protocol, cfg.train.loss, graph=g))

@@ -23,7 +23,8 @@ GRU = [0.010, 0.011, 0.012, 0.011, 0.010]
 
 
 def _write_run(root, *, model="sagerec", seed=0, protocol="full", ndcg10=0.03, dataset="beauty",
-               profile="full", loss="bce", n_edges=None, name=None, graph_module=False, **sagerec):
+               profile="full", loss="bce", n_edges=None, name=None, graph_module=False, interrupted=False,
+               **sagerec):
     """One results JSON in run_experiment's layout (R@10 = 2 N@10, N@20 = 1.25 N@10, R@20 = 3 N@10)."""
     test = {"recall@10": 2 * ndcg10, "ndcg@10": ndcg10, "recall@20": 3 * ndcg10, "ndcg@20": 1.25 * ndcg10}
     config = {"data": {"dataset": dataset, "max_len": 50, "max_users": 0}, "model": {"name": model},
@@ -35,7 +36,7 @@ def _write_run(root, *, model="sagerec", seed=0, protocol="full", ndcg10=0.03, d
     run = {"dataset": dataset, "model": model, "loss": loss, "profile": profile, "seed": seed,
            "protocol": PROTOCOL_LABELS[protocol], "device": "cpu", "wall_time_s": 10.0,
            "train_seconds": 40.0, "epochs_run": 8, "n_parameters": 1234, "config": config,
-           "best_epoch": 3, "metrics": {"valid": test, "test": test}, "history": []}
+           "best_epoch": 3, "metrics": {"valid": test, "test": test}, "history": [], "interrupted": interrupted}
     if n_edges:
         run["graph"] = {"n_nodes": 100, "n_edges": n_edges}
     if model in ("sagerec", "sasrec") and protocol == "full":  # §5.8 block: cold N@10 = N@10 / 2
@@ -119,6 +120,17 @@ def test_significance_text_gives_each_verdict(results):
     assert full.startswith("  - N@10: -68.0 % vs DSSRec, not testable (1 paired seed); ")
     assert full.endswith("vs CL4SRec over 5 paired seeds, p = " + full.split("p = ")[1].split(":")[0]
                          + ": no significant difference (the strongest baseline with paired seeds).")
+
+
+def test_runs_cut_short_stay_out_of_the_means_and_tests(results):
+    _write_run(results, model="sasrec", seed=5, ndcg10=0.001, interrupted=True)  # an unfinished sixth seed
+    _write_run(results, seed=5, ndcg10=0.5, interrupted=True)
+    df = rs.load_sagerec_results(results)
+    t = rs.table3(df, "beauty", "full").set_index("model")
+    assert t.loc["sasrec", "seeds"] == 5 and t.loc["sasrec", "ndcg@10"] == pytest.approx(np.mean(SAS))
+    assert t.loc["sagerec", "seeds"] == 5 and t.loc["sagerec", "ndcg@10"] == pytest.approx(np.mean(SAGE))
+    assert rs.significance(df, "beauty", "full", ["ndcg@10"]).iloc[0]["n_pairs"] == 5
+    assert len(rs.select(df, "beauty", "sasrec")) == 6  # still listed where a table shows it as cut
 
 
 def test_ttest_needs_matched_seeds():
