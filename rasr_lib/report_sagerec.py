@@ -526,26 +526,37 @@ def missing_text(cov: pd.DataFrame) -> str:
 
 
 def encoder_table(df: pd.DataFrame, dataset: str, protocol: str = "full") -> pd.DataFrame:
-    """§5.6: each backbone without and with the semantic graph module, mean over seeds, and the gain in %."""
+    """§5.6: each backbone without and with the semantic graph module, mean over seeds, and the gain in %.
+
+    Where both sides have runs, the means are over the seeds both have (``paired seeds``), so a
+    backbone with more seeds than its +graph twin is not compared on other seeds; without a
+    common seed the gain is NaN.
+    """
     from rasr_lib.experiments.plans import plan_configs
 
     rows = []
     for _label, cfg in plan_configs("sagerec-encoder", dataset, "full"):
         if cfg.model.semantic_graph:
             continue
-        pair = {}
-        for graph in (False, True):
-            runs = select(df, dataset, cfg.model.name, protocol, cfg.train.loss, graph=graph, finished=True)
-            pair[graph] = {m: per_seed(runs, m).mean() for m in METRICS} if len(runs) else None
+        sides = {graph: select(df, dataset, cfg.model.name, protocol, cfg.train.loss, graph=graph, finished=True)
+                 for graph in (False, True)}
+        seeds = {graph: set(per_seed(runs, "ndcg@10").index) for graph, runs in sides.items()}
+        common = seeds[False] & seeds[True]
         row = {"model": cfg.model.name, "loss": cfg.train.loss,
                "n_runs": sum(len(select(df, dataset, cfg.model.name, protocol, cfg.train.loss, graph=g))
-                             for g in (False, True))}
+                             for g in (False, True)),
+               "paired seeds": len(common)}
         for m in METRICS:
-            before = pair[False][m] if pair[False] is not None else np.nan
-            after = pair[True][m] if pair[True] is not None else np.nan
-            row[m] = before
-            row[f"{m} +graph"] = after
-            row[f"{m} gain %"] = 100 * (after / before - 1) if before and not np.isnan(before) else np.nan
+            mean = {}
+            for graph, runs in sides.items():
+                values = per_seed(runs, m)
+                if common:
+                    values = values[values.index.isin(common)]
+                mean[graph] = float(values.mean()) if len(values) else np.nan
+            row[m] = mean[False]
+            row[f"{m} +graph"] = mean[True]
+            row[f"{m} gain %"] = (100 * (mean[True] / mean[False] - 1)
+                                  if common and mean[False] else np.nan)
         rows.append(row)
     return pd.DataFrame(rows)
 

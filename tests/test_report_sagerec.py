@@ -232,15 +232,22 @@ def test_encoder_table_pairs_backbone_with_its_graph_version(results):
     t3 = rs.table3(df, "beauty", "full").set_index("model")
     assert t3.loc["gru4rec", "ndcg@10"] == pytest.approx(np.mean(GRU))  # the +graph run stays out
     enc = rs.encoder_table(df, "beauty").set_index("model")
-    assert enc.loc["gru4rec", "ndcg@10"] == pytest.approx(np.mean(GRU))
+    # GRU4Rec has seeds 0-4, its +graph twin seed 0 only: both sides are read on seed 0
+    assert enc.loc["gru4rec", "paired seeds"] == 1
+    assert enc.loc["gru4rec", "ndcg@10"] == pytest.approx(GRU[0])
     assert enc.loc["gru4rec", "ndcg@10 +graph"] == pytest.approx(0.013)
-    assert enc.loc["gru4rec", "ndcg@10 gain %"] == pytest.approx(100 * (0.013 / np.mean(GRU) - 1))
+    assert enc.loc["gru4rec", "ndcg@10 gain %"] == pytest.approx(100 * (0.013 / GRU[0] - 1))
     assert enc.loc["gru4rec", "n_runs"] == 6
-    gain = 100 * (0.013 / np.mean(GRU) - 1)
+    gain = 100 * (0.013 / GRU[0] - 1)
     assert f"GRU4Rec {gain:+.1f} %" in rs.encoder_text(enc.reset_index(), "beauty")
     assert rs.NOT_RUN in rs.encoder_text(enc.reset_index().iloc[0:0], "beauty")
     cov = rs.plan_coverage(df, "beauty").set_index("cell")
     assert cov.loc["gru4rec+graph", "committed"] and cov.loc["gru4rec", "committed"]
+    _write_run(results, model="gru4rec", seed=1, ndcg10=0.02, graph_module=True)  # a second pair
+    enc = rs.encoder_table(rs.load_sagerec_results(results), "beauty").set_index("model")
+    assert enc.loc["gru4rec", "paired seeds"] == 2
+    assert enc.loc["gru4rec", "ndcg@10"] == pytest.approx(np.mean(GRU[:2]))
+    assert enc.loc["gru4rec", "ndcg@10 +graph"] == pytest.approx(np.mean([0.013, 0.02]))
 
 
 def test_cold_start_table_reads_the_cold_block(results):
