@@ -802,6 +802,8 @@ def _run_label(config: Mapping[str, Any]) -> str:
         words += ", cross-entropy"
     if model == "cl4srec":
         words += f", {config.get('cl4srec', {}).get('pooling', '?')} pooling"
+    if model != "sagerec" and config.get("model", {}).get("semantic_graph", False):
+        words += " + semantic graph"
     regen = config.get("regen", {})
     if regen.get("method", "none") != "none":
         off = [name for key, name in (("semantic_aug", "semantic aug."), ("relational_aug", "relational aug."),
@@ -810,6 +812,14 @@ def _run_label(config: Mapping[str, Any]) -> str:
         if regen.get("ratio", 1.0) != 1.0:
             words += f" (ratio {regen['ratio']:g})"
     return f"{words}, seed {config.get('seed', '?')}"
+
+
+def _has_semantic_graph(config: Mapping[str, Any]) -> bool:
+    """Whether a run's model carries the semantic item graph: SAGERec A/B/E, or a backbone with the module."""
+    model = config.get("model", {})
+    if model.get("name") == "sagerec":
+        return config.get("sagerec", {}).get("graph", "semantic") == "semantic"  # D's random graph is not
+    return bool(model.get("semantic_graph", False))
 
 
 def _analysis_entries(dataset: str, file_name: str, results_dir: str | Path | None = None) -> list[tuple]:
@@ -923,7 +933,8 @@ def protocol_agreement(dataset: str, metric: str = "ndcg@10", results_dir: str |
     """Test ``metric`` of each run under full ranking and under 1 + 100 sampled negatives, and how the two order runs.
 
     Rows: every run in ``results/<dataset>/sampled-eval.json`` trained with ``seed`` (None: every
-    seed) with ``label``, ``full``, ``sampled``, and both ranks (1 = best). One seed by default:
+    seed) with ``label``, ``graph`` (it carries a semantic item graph), ``full``, ``sampled``, and
+    both ranks (1 = best). One seed by default:
     a configuration's other seeds would count one model several times and add pairs whose order
     is seed noise. The dict holds Kendall's tau and Spearman's rho between the two protocols'
     orders and ``n_swapped``, the pairs of runs the two protocols order differently (NaN / 0
@@ -941,9 +952,9 @@ def protocol_agreement(dataset: str, metric: str = "ndcg@10", results_dir: str |
         if seed is not None and result.get("seed") != seed:
             continue
         full = result["metrics"]["test"][metric]
-        rows.append({"run": name, "label": label, "full": float(full),
-                     "sampled": float(entry["metrics"]["test"][metric])})
-    table = pd.DataFrame(rows, columns=["run", "label", "full", "sampled"])
+        rows.append({"run": name, "label": label, "graph": _has_semantic_graph(result["config"]),
+                     "full": float(full), "sampled": float(entry["metrics"]["test"][metric])})
+    table = pd.DataFrame(rows, columns=["run", "label", "graph", "full", "sampled"])
     summary = {"n_runs": len(table), "kendall_tau": math.nan, "spearman_rho": math.nan, "n_swapped": 0}
     if len(table) >= 2:
         summary["kendall_tau"] = float(stats.kendalltau(table["full"], table["sampled"]).statistic)
@@ -954,6 +965,49 @@ def protocol_agreement(dataset: str, metric: str = "ndcg@10", results_dir: str |
     table["full rank"] = table["full"].rank(ascending=False, method="min").astype(int)
     table["sampled rank"] = table["sampled"].rank(ascending=False, method="min").astype(int)
     return table.sort_values("full", ascending=False, ignore_index=True), summary
+
+
+def _ordinal(n: int) -> str:
+    """``1`` -> ``1st``, ``12`` -> ``12th``, ``22`` -> ``22nd``."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _prose_label(label: str) -> str:
+    """:func:`_short_label` for running text: SAGERec variants keep the model's name (``SAGERec B fixed``)."""
+    return ("SAGERec " if label.startswith("SAGERec ") else "") + _short_label(label)
+
+
+def protocol_agreement_text(table: pd.DataFrame, summary: Mapping[str, float], n_movers: int = 3) -> str:
+    """Markdown: how far the sampled protocol reorders :func:`protocol_agreement`'s runs (tau, leaders, largest moves)."""
+    n = int(summary["n_runs"])
+    if n < 2:
+        return f"Fewer than two checkpoints have both protocols: {NOT_RUN}."
+    text = (f"{n} checkpoints: Kendall τ {summary['kendall_tau']:.2f}, and {summary['n_swapped']} of "
+            f"{n * (n - 1) // 2} pairs swap.")
+    full_lead = table.loc[table["full rank"].idxmin()]
+    sampled_lead = table.loc[table["sampled rank"].idxmin()]
+    text += (f" First under full ranking, {_prose_label(full_lead['label'])} is "
+             f"{_ordinal(int(full_lead['sampled rank']))} under sampled negatives; first under sampled "
+             f"negatives, {_prose_label(sampled_lead['label'])} is {_ordinal(int(sampled_lead['full rank']))} "
+             "under full ranking.")
+    top = {p: int(table.loc[table[f"{p} rank"] <= 5, "graph"].sum()) for p in ("full", "sampled")}
+    text += (f" Of the five best under sampled negatives, {top['sampled']} carry a semantic item graph; "
+             f"of the five best under full ranking, {top['full']}.")
+    move = table["full rank"] - table["sampled rank"]  # > 0: higher under sampled negatives
+
+    def moves(rows) -> str:
+        return ", ".join(f"{_prose_label(r['label'])} ({_ordinal(int(r['full rank']))} → "
+                         f"{_ordinal(int(r['sampled rank']))})" for _, r in rows.iterrows())
+
+    rises, falls = table[move > 0], table[move < 0]
+    if len(rises):
+        text += " Largest rises: " + moves(rises.loc[move[move > 0].sort_values(ascending=False, kind="stable")
+                                                      .index[:n_movers]]) + "."
+    if len(falls):
+        text += " Largest falls: " + moves(falls.loc[move[move < 0].sort_values(kind="stable")
+                                                     .index[:n_movers]]) + "."
+    return text
 
 
 _SHORT_RECIPES = {"lr x0.1 after 5 epochs without a lower validation loss, L2 1e-05": "paper recipe",

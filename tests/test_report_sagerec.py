@@ -429,6 +429,39 @@ def test_protocol_agreement_counts_the_pairs_the_protocols_order_differently(tmp
     assert rs.plot_protocol_agreement("toys", results_dir=tmp_path).axes[0].texts[0].get_text() == rs.NOT_RUN
 
 
+def test_protocol_agreement_text_names_leaders_moves_and_graph_models(tmp_path):
+    runs = {  # name: (model, graph_module, sagerec overrides, full N@10, sampled N@10)
+        "sasrec-bce-full-seed0": ("sasrec", False, {}, 0.04, 0.20),
+        "cl4srec-bce-full-seed0-graph": ("cl4srec", True, {}, 0.03, 0.30),
+        "sagerec-bce-full-seed0-sgrand": ("sagerec", False, {"graph": "random"}, 0.02, 0.10),
+        "sagerec-bce-full-seed0": ("sagerec", False, {}, 0.01, 0.40),
+    }
+    store = {"analysis": "sampled-eval", "runs": {}}
+    for name, (model, module, overrides, full, sampled) in runs.items():
+        _write_run(tmp_path, model=model, graph_module=module, ndcg10=full, name=name, **overrides)
+        store["runs"][name] = {"metrics": {"test": {"ndcg@10": sampled}}}
+    (tmp_path / "beauty" / "sampled-eval.json").write_text(json.dumps(store))
+    table, summary = rs.protocol_agreement("beauty", results_dir=tmp_path)
+    # a random graph (Table 5 D) is not the semantic graph
+    assert table.set_index("run")["graph"].to_dict() == {
+        "sasrec-bce-full-seed0": False, "cl4srec-bce-full-seed0-graph": True,
+        "sagerec-bce-full-seed0-sgrand": False, "sagerec-bce-full-seed0": True}
+    assert "+ semantic graph" in table.set_index("run").loc["cl4srec-bce-full-seed0-graph", "label"]
+    text = rs.protocol_agreement_text(table, summary, n_movers=1)
+    # sampled order: sagerec A (1), CL4SRec (2), SASRec (3), D (4): pairs (A, .) x 3 + (CL4, SAS) swap
+    assert text.startswith("4 checkpoints: Kendall τ -0.33, and 4 of 6 pairs swap.")
+    assert "First under full ranking, SASRec is 3rd under sampled negatives" in text
+    # the fixture records no lr schedule, so SAGERec's short label says so
+    assert "first under sampled negatives, SAGERec A schedule not recorded is 4th under full ranking" in text
+    assert "Of the five best under sampled negatives, 2 carry a semantic item graph; " \
+           "of the five best under full ranking, 2." in text
+    assert text.endswith("Largest rises: SAGERec A schedule not recorded (4th → 1st). "
+                         "Largest falls: SASRec (1st → 3rd).")
+    assert rs._ordinal(11) == "11th" and rs._ordinal(22) == "22nd" and rs._ordinal(103) == "103rd"
+    one = rs.protocol_agreement_text(table.iloc[:1], {**summary, "n_runs": 1})
+    assert rs.NOT_RUN in one
+
+
 def test_claims_name_a_baseline_stronger_than_cl4srec(tmp_path):
     _write_run(tmp_path, ndcg10=0.030)
     _write_run(tmp_path, model="cl4srec", ndcg10=0.020)
