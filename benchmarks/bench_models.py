@@ -5,7 +5,8 @@ Usage: ``python benchmarks/bench_models.py [--dataset beauty] [--device auto] [-
 Each model (its MODEL_DEFAULTS recipe) trains ``--batches`` steps on the real training rows
 after two warm-up steps; seconds per epoch = mean step time x steps per epoch (timing whole
 epochs of every model would take hours on this CPU). One full-ranking validation pass is
-timed too. Pre-training stages (S3-Rec's ``prepare``) are not included. Each model runs in its
+timed too. A pre-training stage (S3-Rec's ``prepare``) is timed the same way, over its own
+batches (every prefix of every training sequence), as ``pretrain_epoch_s``. Each model runs in its
 own process, so its peak memory is its own: the process's peak resident set on the CPU, or
 torch's peak allocation on a GPU. Prints a JSON line per model and a table with each model's
 ratio to SASRec; ``--out`` also writes the rows as JSON (SAGERec's Table 6 reads
@@ -37,6 +38,35 @@ from rasr_lib.training import iterate_train_batches
 WARMUP_STEPS = 2
 
 
+def time_pretraining(model, cfg, split, device: torch.device, generator: torch.Generator, batches: int) -> dict:
+    """Mean pre-training step seconds and extrapolated pre-training epoch seconds of an S3-Rec ``model``."""
+    from rasr_lib.models.s3rec import every_prefix, pretraining_batches, training_sequences
+
+    seqs, lengths = training_sequences(split, model.max_len)
+    rows, ends = every_prefix(lengths)
+    long_items = seqs[seqs > 0]
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.s3rec.pretrain_lr)
+    times = []
+    # batches come in random order, so the first ones are a fair sample of the epoch's widths
+    for step, (seq, end) in enumerate(pretraining_batches(seqs, rows, ends, cfg.s3rec.pretrain_batch_size,
+                                                          generator)):
+        if step >= batches + WARMUP_STEPS:
+            break
+        tic = time.perf_counter()
+        loss = model.pretrain_loss(model.pretrain_losses(seq.to(device), end.to(device), long_items, generator))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if step >= WARMUP_STEPS:
+            times.append(time.perf_counter() - tic)
+    step_s = sum(times) / max(len(times), 1)
+    steps = math.ceil(len(ends) / cfg.s3rec.pretrain_batch_size)
+    return {"pretrain_steps_per_epoch": steps, "pretrain_step_s": round(step_s, 4),
+            "pretrain_epoch_s": round(step_s * steps, 1), "pretrain_epochs": cfg.s3rec.pretrain_epochs}
+
+
 def time_model(name: str, dataset, split, device: torch.device, batches: int) -> dict:
     """Mean training-step seconds, extrapolated epoch seconds and one validation pass for ``name``."""
     cfg = load_config(dataset.name, "full", {"device": str(device)}, model=name)
@@ -54,6 +84,8 @@ def time_model(name: str, dataset, split, device: torch.device, batches: int) ->
     n_rows = int((split.train_len > 0).sum())
     steps_per_epoch = math.ceil(n_rows / cfg.train.batch_size)
     model.train()
+    pretraining = time_pretraining(model, cfg, split, device, generator, batches) if hasattr(
+        model, "pretrain_losses") else {}
     times = []
     stream = iterate_train_batches(split, cfg.train.batch_size, generator, model.loss == "bce", device)
     for step, batch in enumerate(stream):
@@ -79,7 +111,7 @@ def time_model(name: str, dataset, split, device: torch.device, batches: int) ->
             "valid_pass_s": round(time.perf_counter() - tic, 1),
             "n_parameters": sum(p.numel() for p in model.parameters()),
             "peak_memory_mib": round(peak_mib, 1), "rss_before_training_mib": round(rss_before, 1),
-            "graph": graph.stats() if graph is not None else None}
+            "graph": graph.stats() if graph is not None else None, **pretraining}
 
 
 def _child(name: str, dataset_name: str, device: str, batches: int, threads: int, queue) -> None:
@@ -125,14 +157,15 @@ def main() -> None:
         Path(args.out).write_text(json.dumps({"benchmark": "bench_models", "command": " ".join(sys.argv),
                                               "rows": rows}, indent=1) + "\n")
     base = next((r["epoch_s"] for r in rows if r["model"] == "sasrec" and "epoch_s" in r), None)
-    print(f"\n{'model':<12}{'s/epoch':>10}{'x SASRec':>10}{'valid s':>9}{'params':>11}{'peak MiB':>10}")
+    print(f"\n{'model':<12}{'s/epoch':>10}{'x SASRec':>10}{'valid s':>9}{'params':>11}{'peak MiB':>10}"
+          f"{'pre-train s/epoch':>19}")
     for r in rows:
         if "epoch_s" not in r:
             print(f"{r['model']:<12}  {r['error']}")
             continue
         ratio = f"{r['epoch_s'] / base:.2f}" if base else "-"
         print(f"{r['model']:<12}{r['epoch_s']:>10.1f}{ratio:>10}{r['valid_pass_s']:>9.1f}{r['n_parameters']:>11,}"
-              f"{r['peak_memory_mib']:>10.0f}")
+              f"{r['peak_memory_mib']:>10.0f}{r.get('pretrain_epoch_s', ''):>19}")
 
 
 if __name__ == "__main__":

@@ -175,18 +175,22 @@ def paper_gaps(df: pd.DataFrame, split: str = "test", threshold: float = GAP_THR
 
 
 def model_benchmark(dataset: str, results_dir: str | Path | None = None) -> pd.DataFrame:
-    """Rows of ``benchmarks/bench_models.py`` output for ``dataset``: s/epoch, ratio to SASRec, memory, machine."""
+    """Rows of ``benchmarks/bench_models.py`` output for ``dataset``: s/epoch, ratio to SASRec, memory, machine.
+
+    ``pre-train s/epoch`` is a pre-training stage's epoch (S3-Rec), NaN for models without one.
+    """
     if results_dir is None:
         from rasr_lib.runtime import results_dir as default_results_dir
 
         results_dir = default_results_dir()
-    cols = ["model", "s/epoch", "x SASRec", "params", "peak MiB", "graph nodes", "graph edges", "machine", "file"]
+    cols = ["model", "s/epoch", "x SASRec", "pre-train s/epoch", "params", "peak MiB", "graph nodes",
+            "graph edges", "machine", "file"]
     rows = []
     for path in sorted((Path(results_dir) / dataset).glob("bench-models-*.json")):
         timed = [r for r in json.loads(path.read_text(encoding="utf-8")).get("rows", []) if "epoch_s" in r]
         base = next((r["epoch_s"] for r in timed if r["model"] == "sasrec"), math.nan)
         rows += [{"model": r["model"], "s/epoch": r["epoch_s"], "x SASRec": r["epoch_s"] / base,
-                  "params": r["n_parameters"], "peak MiB": r.get("peak_memory_mib", math.nan),
+                  "pre-train s/epoch": r.get("pretrain_epoch_s", math.nan), "params": r["n_parameters"], "peak MiB": r.get("peak_memory_mib", math.nan),
                   "graph nodes": (r.get("graph") or {}).get("n_nodes", math.nan),
                   "graph edges": (r.get("graph") or {}).get("n_edges", math.nan),
                   "machine": r.get("machine", r.get("device")), "file": path.name} for r in timed]

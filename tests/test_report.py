@@ -181,12 +181,14 @@ def test_profile_banner_names_the_profile():
 def test_model_benchmark_reads_bench_models_output(tmp_path):
     rows = [{"model": "sasrec", "epoch_s": 8.0, "n_parameters": 10, "peak_memory_mib": 500.0, "machine": "cpu"},
             {"model": "bpr", "epoch_s": 2.0, "n_parameters": 20, "peak_memory_mib": 400.0, "machine": "cpu"},
+            {"model": "s3rec", "epoch_s": 9.0, "pretrain_epoch_s": 480.0, "n_parameters": 30, "machine": "cpu"},
             {"model": "sine", "error": "RuntimeError: out of memory"}]
     (tmp_path / "beauty").mkdir()
     (tmp_path / "beauty" / "bench-models-cpu.json").write_text(json.dumps({"benchmark": "bench_models", "rows": rows}))
     table = report.model_benchmark("beauty", tmp_path)
-    assert table["model"].tolist() == ["bpr", "sasrec"]  # fastest first; the failed model is left out
-    assert table["x SASRec"].tolist() == [0.25, 1.0]
+    assert table["model"].tolist() == ["bpr", "sasrec", "s3rec"]  # fastest first; the failed model is left out
+    assert table["x SASRec"].tolist() == [0.25, 1.0, 1.125]
+    assert table["pre-train s/epoch"].fillna(-1).tolist() == [-1, -1, 480.0]
     assert report.model_benchmark("toys", tmp_path).empty
 
 

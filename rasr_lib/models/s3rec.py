@@ -272,10 +272,7 @@ class S3Rec(SequentialRecommender):
         seqs, lengths = training_sequences(split, self.max_len)
         long_items = seqs[seqs > 0]  # every training sequence, concatenated row by row
         if prefixes == "all":
-            # Authors' PretrainDataset: every prefix s[:1], s[:2], ... of every training sequence.
-            rows = torch.repeat_interleave(torch.arange(len(seqs)), lengths)
-            ends = torch.arange(int(lengths.sum())) - torch.repeat_interleave(
-                torch.cumsum(lengths, 0) - lengths, lengths) + 1
+            rows, ends = every_prefix(lengths)
         elif prefixes != "sample":
             raise ValueError(f"s3rec.pretrain_prefixes must be 'all' or 'sample', got {prefixes!r}")
         optimizer = torch.optim.Adam(self.parameters(), lr=s.pretrain_lr)
@@ -292,19 +289,15 @@ class S3Rec(SequentialRecommender):
                 ends = 1 + (torch.rand(len(seqs), generator=generator) * lengths).long()
             self.train()
             sums, n_rows, tic = {k: 0.0 for k in ("aap", "mip", "map", "sp", "total")}, 0, time.perf_counter()
-            for index in _length_bucketed_batches(ends, s.pretrain_batch_size, generator):
-                end = ends[index]
-                width = int(end.max())
-                cols = torch.arange(width)
-                seq = torch.where(cols[None] < end[:, None], seqs[rows[index], :width], 0)
+            for seq, end in pretraining_batches(seqs, rows, ends, s.pretrain_batch_size, generator):
                 losses = self.pretrain_losses(seq.to(device), end.to(device), long_items, generator)
                 total = self.pretrain_loss(losses)
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
                 optimizer.step()
                 for k, v in {**losses, "total": total}.items():
-                    sums[k] += float(v.detach()) * len(index)
-                n_rows += len(index)
+                    sums[k] += float(v.detach()) * len(end)
+                n_rows += len(end)
             elapsed = time.perf_counter() - tic
             seconds += elapsed
             entry = {"epoch": epoch, **{k: v / max(n_rows, 1) for k, v in sums.items()}, "seconds": elapsed}
@@ -327,6 +320,30 @@ class S3Rec(SequentialRecommender):
         if out_of_time:
             summary["out_of_time"] = True
         return summary
+
+
+def every_prefix(lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every prefix s[:1], s[:2], ... of sequences of ``lengths`` LongTensor[R] (authors' PretrainDataset).
+
+    Returns (LongTensor[P] row of each prefix, LongTensor[P] its length), P = lengths.sum().
+    """
+    rows = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    ends = torch.arange(int(lengths.sum())) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths) + 1
+    return rows, ends
+
+
+def pretraining_batches(seqs: torch.Tensor, rows: torch.Tensor, ends: torch.Tensor, batch_size: int,
+                        generator: torch.Generator):
+    """Yield (LongTensor[b, w] right-padded prefixes, LongTensor[b] their lengths): one pre-training epoch.
+
+    Prefix k is ``seqs[rows[k], :ends[k]]``; batches are length-bucketed and in random order, and
+    ``w`` is the longest prefix of the batch.
+    """
+    for index in _length_bucketed_batches(ends, batch_size, generator):
+        end = ends[index]
+        width = int(end.max())
+        cols = torch.arange(width)
+        yield torch.where(cols[None] < end[:, None], seqs[rows[index], :width], 0), end
 
 
 def _length_bucketed_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator):
