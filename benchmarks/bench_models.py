@@ -38,33 +38,51 @@ from rasr_lib.training import iterate_train_batches
 WARMUP_STEPS = 2
 
 
-def time_pretraining(model, cfg, split, device: torch.device, generator: torch.Generator, batches: int) -> dict:
-    """Mean pre-training step seconds and extrapolated pre-training epoch seconds of an S3-Rec ``model``."""
-    from rasr_lib.models.s3rec import every_prefix, pretraining_batches, training_sequences
-
-    seqs, lengths = training_sequences(split, model.max_len)
-    rows, ends = every_prefix(lengths)
-    long_items = seqs[seqs > 0]
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.s3rec.pretrain_lr)
+def step_seconds(loss_of, stream, optimizer, device: torch.device, batches: int) -> list[float]:
+    """Seconds of each optimiser step on ``loss_of(batch)`` over ``batches`` batches of ``stream``, after warm-up."""
     times = []
-    # batches come in random order, so the first ones are a fair sample of the epoch's widths
-    for step, (seq, end) in enumerate(pretraining_batches(seqs, rows, ends, cfg.s3rec.pretrain_batch_size,
-                                                          generator)):
+    for step, batch in enumerate(stream):
         if step >= batches + WARMUP_STEPS:
             break
         tic = time.perf_counter()
-        loss = model.pretrain_loss(model.pretrain_losses(seq.to(device), end.to(device), long_items, generator))
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_of(batch).backward()
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize()
         if step >= WARMUP_STEPS:
             times.append(time.perf_counter() - tic)
-    step_s = sum(times) / max(len(times), 1)
-    steps = math.ceil(len(ends) / cfg.s3rec.pretrain_batch_size)
-    return {"pretrain_steps_per_epoch": steps, "pretrain_step_s": round(step_s, 4),
-            "pretrain_epoch_s": round(step_s * steps, 1), "pretrain_epochs": cfg.s3rec.pretrain_epochs}
+    return times
+
+
+def time_pretraining(model, cfg, split, device: torch.device, generator: torch.Generator, batches: int) -> dict:
+    """Seconds per pre-training step and per pre-training epoch of an S3-Rec ``model``.
+
+    Its batches range from 1 to 50 items wide and a step's time grows with the width, so a
+    few timed steps say little about their mean. The epoch's seconds are therefore the timed
+    seconds per unit of width times the summed width of one epoch's batches.
+    """
+    from rasr_lib.models.s3rec import every_prefix, pretraining_batches, training_sequences
+
+    seqs, lengths = training_sequences(split, model.max_len)
+    rows, ends = every_prefix(lengths)
+    long_items = seqs[seqs > 0]
+    size = cfg.s3rec.pretrain_batch_size
+    epoch_width = sum(seq.shape[1] for seq, _ in pretraining_batches(seqs, rows, ends, size, generator))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.s3rec.pretrain_lr)
+    widths = []
+
+    def loss_of(batch):
+        widths.append(batch[0].shape[1])
+        return model.pretrain_loss(model.pretrain_losses(batch[0].to(device), batch[1].to(device),
+                                                         long_items, generator))
+
+    times = step_seconds(loss_of, pretraining_batches(seqs, rows, ends, size, generator), optimizer, device,
+                         batches)
+    steps = math.ceil(len(ends) / size)
+    per_width = sum(times) / max(sum(widths[WARMUP_STEPS:]), 1)
+    return {"pretrain_steps_per_epoch": steps, "pretrain_step_s": round(per_width * epoch_width / steps, 4),
+            "pretrain_epoch_s": round(per_width * epoch_width, 1), "pretrain_epochs": cfg.s3rec.pretrain_epochs}
 
 
 def time_model(name: str, dataset, split, device: torch.device, batches: int) -> dict:
@@ -86,19 +104,8 @@ def time_model(name: str, dataset, split, device: torch.device, batches: int) ->
     model.train()
     pretraining = time_pretraining(model, cfg, split, device, generator, batches) if hasattr(
         model, "pretrain_losses") else {}
-    times = []
     stream = iterate_train_batches(split, cfg.train.batch_size, generator, model.loss == "bce", device)
-    for step, batch in enumerate(stream):
-        if step >= batches + WARMUP_STEPS:
-            break
-        tic = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        model.calculate_loss(batch).backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if step >= WARMUP_STEPS:
-            times.append(time.perf_counter() - tic)
+    times = step_seconds(model.calculate_loss, stream, optimizer, device, batches)
     step_s = sum(times) / max(len(times), 1)
     if device.type == "cuda":
         peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
