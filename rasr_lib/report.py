@@ -140,7 +140,11 @@ PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
         "while validation N@20 stops at .026-.027 from epoch 8 (best epoch 17, test .0217). RaSR's row "
         "(.0468) is above RaSR's own SASRec row (.0423), which fits DR4SR's GNN backbone under RaSR's "
         "stronger settings better than this model (ours of that backbone, dr4sr_gnn, is within 3.2 % "
-        "of DR4SR's row). Not tried yet: the code's lr x0.1 every 3 epochs (--set train.lr_step_every=3) and d = 100."
+        "of DR4SR's row). Tried: the code's lr x0.1 every 3 epochs (--set train.lr_step_every=3, "
+        "gcegnn-ce-full-seed0-oa8469c, cut after epoch 10 with the lr at 1e-6): validation N@20 stalls at "
+        ".0163 with the training CE at 8.39, test N@20 .0105. One of our epochs covers all 150k prefixes in "
+        "88 steps of 256 rows, the code's epoch takes 1,500 steps of 100 sessions, so its 3 epochs are about "
+        "51 of ours, past our early stop at epoch 37: step decay does not explain the gap. Not tried: d = 100."
     ),
     ("beauty", "dr4sr_gnn", "bce", _RASR_T1_GCE): (
         "Ours is within 3.2 % of DR4SR's own row for this backbone on every metric, so the model and "
