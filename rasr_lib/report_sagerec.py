@@ -800,6 +800,8 @@ def _run_label(config: Mapping[str, Any]) -> str:
                                        train.get("lr_decay_on"), train.get("emb_l2", np.nan))
     if config.get("train", {}).get("loss") == "ce":
         words += ", cross-entropy"
+    if config.get("train", {}).get("lr_step_every"):
+        words += f", lr x{config['train'].get('lr_step_factor', 0.1):g} every {config['train']['lr_step_every']} epochs"
     if model == "cl4srec":
         words += f", {config.get('cl4srec', {}).get('pooling', '?')} pooling"
     if model != "sagerec" and config.get("model", {}).get("semantic_graph", False):

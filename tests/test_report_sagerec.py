@@ -447,6 +447,9 @@ def test_protocol_agreement_text_names_leaders_moves_and_graph_models(tmp_path):
         "sasrec-bce-full-seed0": False, "cl4srec-bce-full-seed0-graph": True,
         "sagerec-bce-full-seed0-sgrand": False, "sagerec-bce-full-seed0": True}
     assert "+ semantic graph" in table.set_index("run").loc["cl4srec-bce-full-seed0-graph", "label"]
+    assert rs._run_label({"model": {"name": "gcegnn"}, "train": {"loss": "ce", "lr_step_every": 3,
+                                                                   "lr_step_factor": 0.1}, "seed": 0}) == (
+        "GCE-GNN, cross-entropy, lr x0.1 every 3 epochs, seed 0")
     text = rs.protocol_agreement_text(table, summary, n_movers=1)
     # sampled order: sagerec A (1), CL4SRec (2), SASRec (3), D (4): pairs (A, .) x 3 + (CL4, SAS) swap
     assert text.startswith("4 checkpoints: Kendall τ -0.33, and 4 of 6 pairs swap.")
