@@ -476,6 +476,22 @@ def test_claims_name_a_baseline_stronger_than_cl4srec(tmp_path):
     assert table.loc[("toys", "ndcg@10"), "note"] == "CL4SRec has no committed run here"
 
 
+def test_claims_also_test_the_papers_own_comparison_with_cl4srec(tmp_path):
+    for seed, (sage, cl4, sas) in enumerate([(0.030, 0.020, 0.040), (0.032, 0.021, 0.044), (0.031, 0.019, 0.039)]):
+        _write_run(tmp_path, seed=seed, ndcg10=sage)
+        _write_run(tmp_path, model="cl4srec", seed=seed, ndcg10=cl4)
+        _write_run(tmp_path, model="sasrec", seed=seed, ndcg10=sas)
+    table = rs.claims(rs.load_sagerec_results(tmp_path), ["full"])
+    row = table.set_index(["dataset", "metric"]).loc[("beauty", "ndcg@10")]
+    assert row["our_vs"] == "sasrec" and not row["holds"]  # below the strongest baseline ...
+    assert row["cl4srec_gain_pct"] == pytest.approx(100 * (0.031 / 0.020 - 1))  # ... above the paper's
+    assert row["cl4srec_pairs"] == 3 and row["cl4srec_p"] < 0.01
+    assert (f"ours -{100 * (1 - 0.031 / 0.041):.1f} % vs SASRec (+55.0 % vs CL4SRec, p = "
+            in rs.claim_sentences(table))
+    toys = table.set_index(["dataset", "metric"]).loc[("toys", "ndcg@10")]
+    assert math.isnan(toys["cl4srec_gain_pct"]) and toys["cl4srec_pairs"] == 0
+
+
 def test_table3_reads_each_model_under_its_own_recipe_loss(tmp_path):
     _write_run(tmp_path, model="sine", loss="ce", ndcg10=0.04)  # SINE's recipe: cross-entropy
     _write_run(tmp_path, model="sine", loss="bce", ndcg10=0.01, name="sine-bce-full-seed0")  # off-recipe loss
