@@ -3,8 +3,10 @@
 Usage: ``python benchmarks/bench_models.py [--dataset beauty] [--device auto] [--batches 30]
 [--models sasrec gru4rec ...] [--threads N] [--out results/beauty/bench-models-cpu.json]``.
 Each model (its MODEL_DEFAULTS recipe) trains ``--batches`` steps on the real training rows
-after two warm-up steps; seconds per epoch = mean step time x steps per epoch (timing whole
-epochs of every model would take hours on this CPU). One full-ranking validation pass is
+after two warm-up steps. Batches are length-bucketed (1 to 50 items wide) and a step's time
+grows with its width, so seconds per epoch = timed seconds per unit of width x the summed
+width of one epoch's batches (timing whole epochs of every model would take hours on this
+CPU). One full-ranking validation pass is
 timed too. A pre-training stage (S3-Rec's ``prepare``) is timed the same way, over its own
 batches (every prefix of every training sequence), as ``pretrain_epoch_s``. Each model runs in its
 own process, so its peak memory is its own: the process's peak resident set on the CPU, or
@@ -38,9 +40,9 @@ from rasr_lib.training import iterate_train_batches
 WARMUP_STEPS = 2
 
 
-def step_seconds(loss_of, stream, optimizer, device: torch.device, batches: int) -> list[float]:
-    """Seconds of each optimiser step on ``loss_of(batch)`` over ``batches`` batches of ``stream``, after warm-up."""
-    times = []
+def timed_steps(loss_of, stream, optimizer, device: torch.device, batches: int, width_of) -> list[tuple[float, int]]:
+    """(seconds, batch width) of each optimiser step on ``loss_of(batch)`` over ``batches`` batches, after warm-up."""
+    timed = []
     for step, batch in enumerate(stream):
         if step >= batches + WARMUP_STEPS:
             break
@@ -51,17 +53,22 @@ def step_seconds(loss_of, stream, optimizer, device: torch.device, batches: int)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if step >= WARMUP_STEPS:
-            times.append(time.perf_counter() - tic)
-    return times
+            timed.append((time.perf_counter() - tic, width_of(batch)))
+    return timed
+
+
+def epoch_seconds(timed: list[tuple[float, int]], epoch_width: int) -> float:
+    """An epoch's seconds from timed (seconds, width) steps: seconds per unit of width x the epoch's summed width.
+
+    Batches are length-bucketed, 1 to ``max_len`` items wide, and a step's time grows with the
+    width, so the mean of a few random steps says little about an epoch; their time per unit of
+    width does.
+    """
+    return sum(t for t, _ in timed) / max(sum(w for _, w in timed), 1) * epoch_width
 
 
 def time_pretraining(model, cfg, split, device: torch.device, generator: torch.Generator, batches: int) -> dict:
-    """Seconds per pre-training step and per pre-training epoch of an S3-Rec ``model``.
-
-    Its batches range from 1 to 50 items wide and a step's time grows with the width, so a
-    few timed steps say little about their mean. The epoch's seconds are therefore the timed
-    seconds per unit of width times the summed width of one epoch's batches.
-    """
+    """Seconds per pre-training step and per pre-training epoch (every prefix of every sequence) of an S3-Rec ``model``."""
     from rasr_lib.models.s3rec import every_prefix, pretraining_batches, training_sequences
 
     seqs, lengths = training_sequences(split, model.max_len)
@@ -70,19 +77,15 @@ def time_pretraining(model, cfg, split, device: torch.device, generator: torch.G
     size = cfg.s3rec.pretrain_batch_size
     epoch_width = sum(seq.shape[1] for seq, _ in pretraining_batches(seqs, rows, ends, size, generator))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.s3rec.pretrain_lr)
-    widths = []
-
-    def loss_of(batch):
-        widths.append(batch[0].shape[1])
-        return model.pretrain_loss(model.pretrain_losses(batch[0].to(device), batch[1].to(device),
-                                                         long_items, generator))
-
-    times = step_seconds(loss_of, pretraining_batches(seqs, rows, ends, size, generator), optimizer, device,
-                         batches)
+    timed = timed_steps(
+        lambda batch: model.pretrain_loss(model.pretrain_losses(batch[0].to(device), batch[1].to(device),
+                                                                long_items, generator)),
+        pretraining_batches(seqs, rows, ends, size, generator), optimizer, device, batches,
+        lambda batch: batch[0].shape[1])
     steps = math.ceil(len(ends) / size)
-    per_width = sum(times) / max(sum(widths[WARMUP_STEPS:]), 1)
-    return {"pretrain_steps_per_epoch": steps, "pretrain_step_s": round(per_width * epoch_width / steps, 4),
-            "pretrain_epoch_s": round(per_width * epoch_width, 1), "pretrain_epochs": cfg.s3rec.pretrain_epochs}
+    seconds = epoch_seconds(timed, epoch_width)
+    return {"pretrain_steps_per_epoch": steps, "pretrain_step_s": round(seconds / steps, 4),
+            "pretrain_epoch_s": round(seconds, 1), "pretrain_epochs": cfg.s3rec.pretrain_epochs}
 
 
 def time_model(name: str, dataset, split, device: torch.device, batches: int) -> dict:
@@ -104,9 +107,12 @@ def time_model(name: str, dataset, split, device: torch.device, batches: int) ->
     model.train()
     pretraining = time_pretraining(model, cfg, split, device, generator, batches) if hasattr(
         model, "pretrain_losses") else {}
+    epoch_width = sum(batch["item_seq"].shape[1] for batch in iterate_train_batches(
+        split, cfg.train.batch_size, torch.Generator().manual_seed(0), False, torch.device("cpu")))
     stream = iterate_train_batches(split, cfg.train.batch_size, generator, model.loss == "bce", device)
-    times = step_seconds(model.calculate_loss, stream, optimizer, device, batches)
-    step_s = sum(times) / max(len(times), 1)
+    timed = timed_steps(model.calculate_loss, stream, optimizer, device, batches,
+                        lambda batch: batch["item_seq"].shape[1])
+    step_s = epoch_seconds(timed, epoch_width) / steps_per_epoch
     if device.type == "cuda":
         peak_mib = torch.cuda.max_memory_allocated(device) / 2**20
     else:
