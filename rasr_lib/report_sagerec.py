@@ -911,11 +911,13 @@ def plot_cold_ranks(dataset: str, results_dir: str | Path | None = None,
     else:
         picked = list(runs)
     labels = {run: label.replace(f", {FIXED_RECIPE_WORDS}", "") for run, label in zip(table["run"], table["label"])}
-    colours = iter(matplotlib.colormaps["tab20"].colors)
-    for name in sorted(picked, key=lambda n: np.median(store[n]["ranks"])):
+    colours = matplotlib.colormaps["tab20"].colors
+    for i, name in enumerate(sorted(picked, key=lambda n: np.median(store[n]["ranks"]))):
         ranks = np.sort(np.asarray(store[name]["ranks"], dtype=float)) / store[name]["n_items"]
+        # past 20 curves the colours repeat, with another line style
         ax.step(100 * ranks, np.arange(1, len(ranks) + 1) / len(ranks), where="post",
-                label=labels.get(name, name), color=next(colours))
+                label=labels.get(name, name), color=colours[i % len(colours)],
+                linestyle=("-", "--", "-.")[i // len(colours) % 3])
     ax.plot([0, 100], [0, 1], color="0.6", linestyle=":", label="uninformed (uniform rank)")
     ax.set_xlabel("rank of the cold test target, % of the catalogue (0 = top)")
     ax.set_ylabel("share of cold users")

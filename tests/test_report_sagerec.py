@@ -339,6 +339,18 @@ def test_cold_rank_table_and_plot_read_cold_ranks_json(tmp_path):
     assert rs.cold_rank_table("toys", tmp_path).empty
 
 
+def test_cold_rank_plot_draws_more_curves_than_colours(tmp_path):
+    runs = {}
+    for seed in range(23):  # 23 runs, picked explicitly: one curve each, past tab20's 20 colours
+        _write_run(tmp_path, model="sasrec", seed=seed, name=f"sasrec-bce-full-seed{seed}")
+        runs[f"sasrec-bce-full-seed{seed}"] = {"ranks": [seed + 1], "n_items": 100, "metrics": {},
+                                              "reproduces_committed": True}
+    (tmp_path / "beauty" / "cold-ranks.json").write_text(json.dumps({"analysis": "cold-ranks", "runs": runs}))
+    lines = rs.plot_cold_ranks("beauty", tmp_path, runs=list(runs)).axes[0].get_lines()[:-1]
+    assert len(lines) == 23
+    assert lines[20].get_color() == lines[0].get_color() and lines[20].get_linestyle() != lines[0].get_linestyle()
+
+
 def test_cli_cold_ranks_and_sampled_eval_without_checkpoints_write_nothing(tmp_path, monkeypatch, capsys):
     from rasr_lib.cli import main
 
