@@ -194,7 +194,8 @@ def model_benchmark(dataset: str, results_dir: str | Path | None = None) -> pd.D
         timed = [r for r in json.loads(path.read_text(encoding="utf-8")).get("rows", []) if "epoch_s" in r]
         base = next((r["epoch_s"] for r in timed if r["model"] == "sasrec"), math.nan)
         rows += [{"model": r["model"], "s/epoch": r["epoch_s"], "x SASRec": r["epoch_s"] / base,
-                  "pre-train s/epoch": r.get("pretrain_epoch_s", math.nan), "params": r["n_parameters"], "peak MiB": r.get("peak_memory_mib", math.nan),
+                  "pre-train s/epoch": r.get("pretrain_epoch_s", math.nan), "params": r["n_parameters"],
+                  "peak MiB": r.get("peak_memory_mib", math.nan),
                   "graph nodes": (r.get("graph") or {}).get("n_nodes", math.nan),
                   "graph edges": (r.get("graph") or {}).get("n_edges", math.nan),
                   "machine": r.get("machine", r.get("device")), "file": path.name} for r in timed]
