@@ -999,7 +999,7 @@ def _prose_label(label: str) -> str:
 
 
 def protocol_agreement_text(table: pd.DataFrame, summary: Mapping[str, float], n_movers: int = 3) -> str:
-    """Markdown: how far the sampled protocol reorders :func:`protocol_agreement`'s runs (tau, leaders, largest moves)."""
+    """Markdown: how far the sampled protocol reorders :func:`protocol_agreement`'s runs (tau, leaders, moves)."""
     n = int(summary["n_runs"])
     if n < 2:
         return f"Fewer than two checkpoints have both protocols: {NOT_RUN}."
