@@ -572,3 +572,33 @@ def plot_histories(histories: Mapping[str, pd.DataFrame], column: str = "valid_n
     if histories:
         ax.legend(fontsize="small")
     return fig
+
+
+def coverage_summary(cov: pd.DataFrame) -> pd.DataFrame:
+    """Plans x datasets: ``committed (+smaller budget) / cells`` from :func:`~rasr_lib.experiments.plans.coverage`."""
+    def cell(g: pd.DataFrame) -> str:
+        done, budget = int((g["state"] == "committed").sum()), int((g["state"] == "smaller budget").sum())
+        return f"{done}{f' (+{budget})' if budget else ''} / {len(g)}"
+
+    pairs = cov[["plan", "dataset"]].drop_duplicates()
+    table = pd.DataFrame([{"plan": p, "dataset": d, "shown": cell(cov[(cov["plan"] == p) & (cov["dataset"] == d)])}
+                          for p, d in pairs.itertuples(index=False)])
+    return table.pivot(index="plan", columns="dataset", values="shown").reindex(
+        index=pairs["plan"].unique(), columns=pairs["dataset"].unique())
+
+
+def plot_coverage(cov: pd.DataFrame) -> Figure:
+    """Heat map of the share of each plan's cells committed per dataset (a smaller budget counts half)."""
+    weight = cov["state"].map({"committed": 1.0, "smaller budget": 0.5}).fillna(0.0)
+    share = cov.assign(w=weight).pivot_table(index="plan", columns="dataset", values="w", aggfunc="mean", sort=False)
+    labels = coverage_summary(cov).reindex(index=share.index, columns=share.columns)
+    fig = Figure(figsize=(1.6 + 1.5 * share.shape[1], 0.9 + 0.42 * share.shape[0]), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(share.to_numpy(), cmap="Greens", vmin=0.0, vmax=1.0, aspect="auto")
+    for (i, j), text in np.ndenumerate(labels.to_numpy()):
+        ax.text(j, i, text, ha="center", va="center", fontsize="small",
+                color="white" if share.iat[i, j] > 0.6 else "black")
+    ax.set_xticks(range(share.shape[1]), share.columns)
+    ax.set_yticks(range(share.shape[0]), share.index)
+    fig.colorbar(image, ax=ax, label="share committed")
+    return fig

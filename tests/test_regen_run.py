@@ -209,3 +209,30 @@ def test_cell_status_follows_a_run_from_missing_to_committed(dirs):
     assert cell_status(other) == (f"missing; nearest committed: {run_name(cfg)} "
                                   f"(train.lr {cfg.train.lr} not 0.0042)")
     assert cell_status(load_config("beauty", "quick", {"seed": 3})) == "missing"  # no run of seed 3
+
+
+def test_committed_state_and_coverage_read_results_alone(dirs):
+    from rasr_lib.experiments.plans import committed_state, coverage
+    from rasr_lib.experiments.train_run import run_experiment, run_name
+    from rasr_lib.report import coverage_summary, plot_coverage
+
+    cfg = load_config("beauty", "quick", {"data.max_users": 200, "train.epochs": 2, "train.patience": 10})
+    assert committed_state(cfg) == ("missing", "")
+    run_experiment(cfg, publish=True, progress=False, deadline=0.0)
+    assert committed_state(cfg) == ("interrupted", "at epoch 1")
+    result = run_experiment(cfg, publish=True, progress=False)
+    assert committed_state(cfg) == ("committed", f"N@20 {result['metrics']['test']['ndcg@20']:.4f}")
+    # a longer training budget is the same cell under a smaller budget; another lr is not
+    longer = load_config("beauty", "quick", {"data.max_users": 200, "train.epochs": 7, "train.patience": 10})
+    assert committed_state(longer) == ("smaller budget", f"{run_name(cfg)}: train.epochs 2 not 7")
+    other_lr = load_config("beauty", "quick", {"data.max_users": 200, "train.epochs": 2, "train.patience": 10,
+                                               "train.lr": 0.0042})
+    assert committed_state(other_lr)[0] == "missing"
+    # the quick zoo's SASRec differs from this run in its slice and epochs, not only in its budget
+    cov = coverage(plans=("zoo", "table1"), datasets=("beauty", "toys"), profile="quick")
+    assert set(cov["state"]) == {"missing"} and len(cov) == 2 * (12 + 12)
+    cov.loc[0, "state"], cov.loc[1, "state"] = "committed", "smaller budget"
+    summary = coverage_summary(cov)
+    assert list(summary.index) == ["zoo", "table1"] and list(summary.columns) == ["beauty", "toys"]
+    assert summary.loc["zoo", "beauty"] == "1 (+1) / 12" and summary.loc["table1", "toys"] == "0 / 12"
+    assert len(plot_coverage(cov).axes) == 2  # the map and its colour bar

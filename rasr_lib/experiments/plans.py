@@ -13,6 +13,8 @@ import logging
 import time
 from typing import Any
 
+import pandas as pd
+
 from rasr_lib.config import DATASET_ALIASES, MODEL_DEFAULTS, ExperimentConfig, load_config
 
 log = logging.getLogger(__name__)
@@ -178,6 +180,51 @@ def cell_status(cfg: ExperimentConfig) -> str:
     shown = ", ".join(f"{k} {ours} not {wanted}" for k, (ours, wanted) in list(diff.items())[:3])
     more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
     return f"missing; nearest committed: {name} ({shown}{more})"
+
+
+# Settings that only say how long something trained: a committed run that differs from a cell in
+# these alone is the cell under a smaller budget (e.g. RaSR's generator for 5 epochs, not 100).
+BUDGET_KEYS = frozenset({"regen.generator_epochs", "s3rec.pretrain_epochs", "train.epochs"})
+CELL_STATES = ("committed", "interrupted", "smaller budget", "missing")
+
+
+def committed_state(cfg: ExperimentConfig) -> tuple[str, str]:
+    """Where a plan cell stands from ``results/`` alone (no local checkpoints): (state, detail).
+
+    ``state`` is one of :data:`CELL_STATES`: ``committed`` (a finished run with these very settings),
+    ``interrupted`` (published cut short by a time budget), ``smaller budget`` (a finished run that
+    differs only in :data:`BUDGET_KEYS`; ``detail`` names them) or ``missing``.
+    """
+    from rasr_lib.experiments.train_run import committed_result
+
+    result = committed_result(cfg)
+    if result is not None:
+        if result.get("interrupted"):
+            return "interrupted", f"at epoch {result['epochs_run']}"
+        return "committed", f"N@20 {result['metrics']['test']['ndcg@20']:.4f}"
+    near = closest_committed(cfg)
+    if near is not None and set(near[1]) <= BUDGET_KEYS:
+        name, diff = near
+        return "smaller budget", f"{name}: " + ", ".join(f"{k} {ours} not {wanted}" for k, (ours, wanted)
+                                                       in diff.items())
+    return "missing", ""
+
+
+def coverage(plans: tuple[str, ...] = PLANS, datasets: tuple[str, ...] = ("beauty", "toys", "sports", "ml-1m"),
+             profile: str = "full") -> pd.DataFrame:
+    """Every cell of ``plans`` on ``datasets`` with its :func:`committed_state`.
+
+    Columns: plan, dataset, cell, model, state, detail. The zoo's SASRec and the Table 1 original
+    rows name the same run, so a run can count in several plans.
+    """
+    rows = []
+    for plan in plans:
+        for dataset in datasets:
+            for label, cfg in plan_configs(plan, dataset, profile):
+                state, detail = committed_state(cfg)
+                rows.append({"plan": plan, "dataset": dataset, "cell": label, "model": cfg.model.name,
+                             "state": state, "detail": detail})
+    return pd.DataFrame(rows, columns=["plan", "dataset", "cell", "model", "state", "detail"])
 
 
 def plan_cells_matching(
