@@ -1,5 +1,5 @@
-"""Command line: ``python -m rasr_lib <command> ...``: train, regenerate, plan, stats, cold-ranks, graph-strength,
-sampled-eval, notebooks (see ``--help``)."""
+"""Command line: ``python -m rasr_lib <command> ...``: train, regenerate, plan, coverage, stats, cold-ranks,
+graph-strength, sampled-eval, notebooks (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -88,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
                            "resumable); later cells are not started")
     plan.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config key for every cell (repeatable)")
+
+    cover = sub.add_parser("coverage", help="print, per plan and dataset, how many cells have a committed result "
+                           "(read from results/ alone)")
+    cover.add_argument("--datasets", nargs="*", default=["beauty", "toys", "sports", "ml-1m"],
+                       choices=sorted(set(DATASET_ALIASES.values())), metavar="DATASET")
+    cover.add_argument("--plans", nargs="*", default=list(PLANS), choices=list(PLANS), metavar="PLAN")
+    cover.add_argument("--profile", default="full", choices=sorted(PROFILES))
+    cover.add_argument("--cells", action="store_true",
+                       help="also list every cell that is not committed, with its state")
 
     stats = sub.add_parser("stats", help="print the Table-2 statistics of the bundled datasets")
     stats.add_argument("datasets", nargs="*", default=["beauty", "sports", "toys", "ml-1m"])
@@ -203,6 +212,21 @@ def _unfinished_stage(result: dict) -> str:
             f"{prepared.get('epochs', '?')}: rerun the same command to resume")
 
 
+def _coverage(args: argparse.Namespace) -> int:
+    """Handle ``coverage``: plans x datasets, ``committed (+smaller budget) / cells``."""
+    from rasr_lib.experiments.plans import coverage
+    from rasr_lib.report import coverage_summary
+
+    cov = coverage(tuple(args.plans), tuple(args.datasets), args.profile)
+    print(coverage_summary(cov).to_string())
+    print("committed (+ run only under a smaller budget, e.g. a 5-epoch generator) / cells")
+    if args.cells:
+        todo = cov[cov["state"] != "committed"]
+        print()
+        print(todo[["plan", "dataset", "cell", "state", "detail"]].to_string(index=False))
+    return 0
+
+
 def _stats(args: argparse.Namespace) -> int:
     """Handle ``stats``: the Table-2 comparison."""
     from rasr_lib.data import stats_table
@@ -277,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    handlers = {"train": _train, "regenerate": _regenerate, "plan": _plan, "stats": _stats,
+    handlers = {"train": _train, "regenerate": _regenerate, "plan": _plan, "coverage": _coverage, "stats": _stats,
                 "cold-ranks": _cold_ranks, "graph-strength": _graph_strength,
                 "sampled-eval": _sampled_eval, "notebooks": _notebooks}
     try:

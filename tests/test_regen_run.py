@@ -211,7 +211,7 @@ def test_cell_status_follows_a_run_from_missing_to_committed(dirs):
     assert cell_status(load_config("beauty", "quick", {"seed": 3})) == "missing"  # no run of seed 3
 
 
-def test_committed_state_and_coverage_read_results_alone(dirs):
+def test_committed_state_and_coverage_read_results_alone(dirs, capsys):
     from rasr_lib.experiments.plans import committed_state, coverage
     from rasr_lib.experiments.train_run import run_experiment, run_name
     from rasr_lib.report import coverage_summary, plot_coverage
@@ -236,3 +236,8 @@ def test_committed_state_and_coverage_read_results_alone(dirs):
     assert list(summary.index) == ["zoo", "table1"] and list(summary.columns) == ["beauty", "toys"]
     assert summary.loc["zoo", "beauty"] == "1 (+1) / 12" and summary.loc["table1", "toys"] == "0 / 12"
     assert len(plot_coverage(cov).axes) == 2  # the map and its colour bar
+    from rasr_lib.cli import main
+
+    assert main(["coverage", "--datasets", "toys", "--plans", "fig3", "--profile", "quick", "--cells"]) == 0
+    out = capsys.readouterr().out
+    assert "fig3     0 / 4" in out and out.count("missing") == 4 and "w/o regenerator" in out
