@@ -316,6 +316,9 @@ def load_results(results_dir: str | Path | None = None) -> pd.DataFrame:
             "best_epoch": data.get("best_epoch"),
             "n_epochs": len(data.get("history") or []) or None,
             "path": str(path.relative_to(results_dir)),
+            "stopped_early": data.get("stopped_early"),
+            "interrupted": data.get("interrupted"),
+            "epoch_cap": ((config.get("train") or {}).get("epochs") if isinstance(config, dict) else None),
         }
         regen = (config.get("regen") or {}) if isinstance(config, dict) else {}
         method = regen.get("method", "none")
@@ -602,3 +605,24 @@ def plot_coverage(cov: pd.DataFrame) -> Figure:
     ax.set_yticks(range(share.shape[0]), share.index)
     fig.colorbar(image, ax=ax, label="share committed")
     return fig
+
+
+def capped_runs(df: pd.DataFrame, column: str = "valid_ndcg@20", window: int = 20,
+                results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Finished runs that reached their epoch cap without early stopping, i.e. still improving.
+
+    ``gain`` is how much ``column`` rose over the last ``window`` epochs of the history: what the
+    cap may have cost. Columns: path, dataset, model, loss, seed, epochs, best_epoch, gain.
+    """
+    runs = df[(df["kind"] == "experiment") & (df["stopped_early"] == False)  # noqa: E712 (None: unknown)
+              & (df["interrupted"] != True) & df["epoch_cap"].notna()]  # noqa: E712
+    rows = []
+    for r in runs.itertuples():
+        hist = load_history(r.path, results_dir)
+        if column not in hist or len(hist) <= window:
+            continue
+        best = hist[column].cummax()
+        rows.append({"path": r.path, "dataset": r.dataset, "model": r.model, "loss": r.loss, "seed": r.seed,
+                     "epochs": int(r.n_epochs), "best_epoch": int(r.best_epoch),
+                     "gain": float(best.iloc[-1] - best.iloc[-1 - window])})
+    return pd.DataFrame(rows, columns=["path", "dataset", "model", "loss", "seed", "epochs", "best_epoch", "gain"])

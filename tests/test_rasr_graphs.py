@@ -92,6 +92,15 @@ def test_short_sequences_contribute_nothing():
     np.testing.assert_allclose(temporal_matrix(ds, mode="recency").toarray(), dense({(4, 5): 1.0}))
 
 
+def test_recency_weights_beyond_float32_leave_no_entry():
+    # a 500-item training part: pairs (1, 2) and (2, 5) are 498 and 497 pairs from the end
+    # (0.8**497 < float32's smallest subnormal) and never recur; pair (3, 4) is the last (weight 1)
+    ds = make_ds([[1, 2] + [5] * 496 + [3, 4] + [5, 5]])
+    cooc, temporal = cooccurrence_matrix(ds), temporal_matrix(ds, decay=0.8, mode="recency")
+    assert cooc[1, 2] == cooc[2, 5] == 1 and temporal[1, 2] == temporal[2, 5] == 0 and temporal[3, 4] == 1.0
+    assert temporal.nnz == cooc.nnz - 2 and cooc.multiply(temporal > 0).nnz == temporal.nnz
+
+
 def test_invalid_arguments():
     with pytest.raises(ValueError, match="window"):
         cooccurrence_matrix(make_ds(SEQS), window=1)

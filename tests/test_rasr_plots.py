@@ -148,7 +148,10 @@ def test_first_variant_with_finds_the_requested_edits():
     source_of = plots.source_sequence(ds)
     assert plots.first_variant_with(aug, source_of, "semantic", ("substituted",)) == 0
     assert plots.first_variant_with(aug, source_of, "semantic", ("inserted",)) == 1
-    assert plots.first_variant_with(aug, source_of, "semantic", ("inserted",), max_len=3) == -1
+    # none short enough: the shortest longer variant that qualifies (ML-1M has no short parts)
+    assert plots.first_variant_with(aug, source_of, "semantic", ("inserted",), max_len=3) == 1
+    assert plots.first_variant_with(aug, source_of, "semantic", ("substituted",), max_len=2) == 0
+    assert plots.first_variant_with(aug, source_of, "semantic", ("inserted", "deleted")) == -1
     assert plots.first_variant_with(aug, source_of, "relational", ("substituted",)) == 2
     assert plots.first_variant_with(aug, source_of, "semantic", ("substituted",), min_len=4) == -1
 

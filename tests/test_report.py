@@ -143,6 +143,21 @@ def test_load_results_and_results_table(tmp_path):
     assert report.seed_spread(df[df["seed"] == 0], "ndcg@20").empty  # one seed: no spread
 
 
+def test_capped_runs_are_the_finished_runs_that_never_stopped_early(tmp_path):
+    (tmp_path / "toys").mkdir()
+    climbing = [{"epoch": e, "valid_ndcg@20": 0.001 * e} for e in range(1, 31)]
+    runs = {"bpr-bce-full-seed0": {"stopped_early": False, "interrupted": False, "best_epoch": 30},
+            "sasrec-bce-full-seed0": {"stopped_early": True, "interrupted": False, "best_epoch": 8},
+            "caser-bce-full-seed0": {"stopped_early": False, "interrupted": True, "best_epoch": 30}}
+    for name, flags in runs.items():
+        data = {**_experiment("toys", name.split("-")[0], 0, 0.02), **flags, "history": climbing}
+        data["config"] = {"train": {"loss": "bce", "epochs": 30}}
+        (tmp_path / "toys" / f"{name}.json").write_text(json.dumps(data))
+    capped = report.capped_runs(load_results(tmp_path), window=20, results_dir=tmp_path)
+    assert capped[["model", "epochs", "best_epoch"]].values.tolist() == [["bpr", 30, 30]]
+    assert capped["gain"].iloc[0] == pytest.approx(0.020)  # epoch 30 against epoch 10
+
+
 def test_load_results_on_an_empty_folder(tmp_path):
     df = load_results(tmp_path)
     assert len(df) == 0

@@ -89,6 +89,9 @@ def temporal_matrix(
       transition weighs 1 (the reading that "balances recent interactions");
     - ``distance``: every window pair ``(i_k, i_{k+d})``, ``1 <= d <= window-1``, adds ``decay**d``
       (``window=2`` gives ``decay * C``).
+
+    A weight below float32's range (``decay**k`` for k beyond about 465 at 0.8) is 0 and not
+    stored, so T's non-zeros are a subset of C's: equal on Beauty, not on ML-1M's long sequences.
     """
     if mode not in TEMPORAL_MODES:
         raise ValueError(f"unknown temporal mode {mode!r}; choose from {TEMPORAL_MODES}")

@@ -209,12 +209,17 @@ def first_variant_with(
 ) -> int:
     """First variant of ``kind`` (``min_len <= length <= max_len``) whose edits include all ``ops``.
 
-    ``aug`` is an :class:`~rasr_lib.rasr.augment.AugmentedSet`; ``source_of(user)`` returns the
-    source sequence a variant was made from. Returns -1 when no variant qualifies.
+    When none that short qualifies (ML-1M: every training part has 18 items or more), the
+    shortest longer one that does. ``aug`` is an :class:`~rasr_lib.rasr.augment.AugmentedSet`;
+    ``source_of(user)`` returns the source sequence a variant was made from. Returns -1 when no
+    variant qualifies.
     """
     code = list(aug.KINDS).index(kind)
-    fits = (aug.kind == code) & (aug.lengths >= min_len) & (aug.lengths <= max_len)
-    for v in np.flatnonzero(fits):
+    of_kind = (aug.kind == code) & (aug.lengths >= min_len)
+    short = np.flatnonzero(of_kind & (aug.lengths <= max_len))
+    longer = np.flatnonzero(of_kind & (aug.lengths > max_len))
+    longer = longer[np.argsort(aug.lengths[longer], kind="stable")]
+    for v in np.concatenate([short, longer]):
         found = {op for op, _, _ in edit_ops(source_of(int(aug.source_user[v])), aug.sequence(v))}
         if set(ops) <= found:
             return int(v)
