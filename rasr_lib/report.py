@@ -462,17 +462,24 @@ def _full_run(notebook: str, dataset: str, results_dir: str | Path | None) -> di
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
 
-def full_run_table(notebook: str, dataset: str, results_dir: str | Path | None = None) -> pd.DataFrame:
+FULL_RUN_DATASETS = ("beauty", "toys", "sports", "ml-1m")
+
+
+def full_run_table(notebook: str, dataset: str, results_dir: str | Path | None = None,
+                   others: Iterable[str] = FULL_RUN_DATASETS) -> pd.DataFrame:
     """This page's recorded values beside those of the notebook's committed full-profile run on ``dataset``.
 
-    Index: record name; columns ``this page`` (what :func:`record` saw in this kernel) and
-    ``full run``. Empty when no full-profile run of the notebook is committed.
+    Index: record name; columns ``this page`` (what :func:`record` saw in this kernel), ``full run``
+    and ``<name> full run`` for each of ``others`` with a committed full run of the notebook.
+    Empty when no full-profile run of the notebook on ``dataset`` is committed.
     """
     records = _full_run(notebook, dataset, results_dir).get("records") or {}
+    beside = {f"{name} full run": r for name in others if name != dataset
+              and (r := _full_run(notebook, name, results_dir).get("records"))}
     names = list(dict.fromkeys([*RECORDED, *records]))
-    table = pd.DataFrame({"this page": [RECORDED.get(n) for n in names],
-                          "full run": [records.get(n) for n in names]},
-                         index=pd.Index(names, name="record"), dtype=object)  # object: counts stay integers
+    columns = {"this page": [RECORDED.get(n) for n in names], "full run": [records.get(n) for n in names]}
+    columns.update({label: [r.get(n) for n in names] for label, r in beside.items()})
+    table = pd.DataFrame(columns, index=pd.Index(names, name="record"), dtype=object)  # object: counts stay ints
     return table if records else table.iloc[:0]
 
 
@@ -482,9 +489,10 @@ def full_run_caption(notebook: str, dataset: str, results_dir: str | Path | None
     command = f"`python -m rasr_lib notebooks --dataset {dataset} --profile full --only {notebook}`"
     if not run:
         return f"No full-profile run of this page is committed for {dataset} yet ({command} makes one)."
+    others = [name for name in FULL_RUN_DATASETS if name != dataset and _full_run(notebook, name, results_dir)]
     return (f"**The same page on all of {dataset}** ({command}, commit `{run.get('git_commit')}`, "
             f"{run.get('wall_time_s', float('nan')):.0f} s on {run.get('device')}): its recorded values "
-            "beside this page's.")
+            "beside this page's" + (f", then the same page's full runs on {', '.join(others)}." if others else "."))
 
 
 # --------------------------------------------------------------------------- presentation

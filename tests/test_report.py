@@ -259,6 +259,14 @@ def test_full_run_table_puts_this_page_beside_the_committed_full_run(tmp_path, m
     caption = report.full_run_caption("04_rasr_graphs", "beauty", tmp_path)
     assert "commit `abc1234`, 10 s on cpu" in caption and "--only 04_rasr_graphs" in caption
     assert report.full_run_table("04_rasr_graphs", "toys", tmp_path).empty
+    # another dataset's full run of the same page comes as one more column
+    (tmp_path / "ml-1m").mkdir()
+    (tmp_path / "ml-1m" / "04_rasr_graphs-full.json").write_text(json.dumps({
+        "notebook": "04_rasr_graphs", "profile": "full", "records": {"graph/n_items": 3416}}))
+    table = report.full_run_table("04_rasr_graphs", "beauty", tmp_path)
+    assert table.columns.tolist() == ["this page", "full run", "ml-1m full run"]
+    assert table["ml-1m full run"].tolist() == [3416, None, None, None]
+    assert report.full_run_caption("04_rasr_graphs", "beauty", tmp_path).endswith("full runs on ml-1m.")
 
 
 def test_record_remembers_what_this_process_recorded(monkeypatch):
