@@ -9,7 +9,7 @@ import logging
 import sys
 
 from rasr_lib.config import DATASET_ALIASES, MODEL_DEFAULTS, PROFILES, load_config
-from rasr_lib.experiments.plans import PLANS
+from rasr_lib.experiments.plans import ALL_PLANS_ORDER, PLANS
 
 
 def _parse_set(values: list[str]) -> dict[str, str]:
@@ -70,12 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     regen.add_argument("--force", action="store_true", help="rebuild even if the regenerated set exists")
 
     plan = sub.add_parser("plan", help="run the cells of one of the papers' experiments (finished cells are skipped)")
-    plan.add_argument("name", choices=list(PLANS),
+    plan.add_argument("name", choices=[*PLANS, "all"],
                       help="RaSR: table1: {SASRec, GRU4Rec} x {bce, ce} x {original, DR4SR, RaSR}; "
                            "fig3: ablations; fig4: ratio grid; fig5: window and decay. "
                            "SAGERec: sagerec-table3: SAGERec and its 9 baselines x {full, sampled100} "
                            "x seeds SEED..SEED+4 (Tables 3 and 4); sagerec-table5: ablations A-E; "
-                           "sagerec-encoder: backbones +/- the graph module (§5.6); zoo: every backbone")
+                           "sagerec-encoder: backbones +/- the graph module (§5.6); zoo: every backbone; "
+                           f"all: every plan, in the order {', '.join(ALL_PLANS_ORDER)} (one command per dataset)")
     plan.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
     plan.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     plan.add_argument("--seed", type=int, default=0)
@@ -185,16 +186,28 @@ def _plan(args: argparse.Namespace) -> int:
     from rasr_lib.experiments.plans import plan_cells_matching, run_plan
     from rasr_lib.experiments.train_run import run_name
 
+    from rasr_lib.experiments.plans import expand_plan
+
     overrides = _parse_set(args.set)
+    names = expand_plan(args.name)
+    if len(names) > 1 and args.only:  # `all --only X`: the plans with a matching cell, an error if none has one
+        names = tuple(n for n in names if any(any(o in label for o in args.only)
+                                              for label, _ in plan_cells_matching(n, args.dataset, args.profile,
+                                                                                  args.seed, overrides)))
+        if not names:
+            raise ValueError(f"--only {args.only} matches no cell of any plan")
+    prefix = (lambda plan, label: f"{plan}: {label}") if len(names) > 1 else (lambda plan, label: label)
     if args.list:
         from rasr_lib.experiments.plans import cell_status
 
-        for label, cfg in plan_cells_matching(args.name, args.dataset, args.profile, args.seed, overrides,
-                                              args.only):
-            print(f"{label:28s} {run_name(cfg):44s} {cell_status(cfg)}")
+        for name in names:
+            for label, cfg in plan_cells_matching(name, args.dataset, args.profile, args.seed, overrides, args.only):
+                print(f"{prefix(name, label):{28 if len(names) == 1 else 40}s} {run_name(cfg):44s} {cell_status(cfg)}")
         return 0
-    results = run_plan(args.name, args.dataset, args.profile, args.seed, overrides, only=args.only,
-                       deadline=_deadline(args.hours))
+    deadline, results = _deadline(args.hours), {}
+    for name in names:
+        done = run_plan(name, args.dataset, args.profile, args.seed, overrides, only=args.only, deadline=deadline)
+        results.update({prefix(name, label): result for label, result in done.items()})
     for label, result in results.items():
         if result["metrics"] is None:
             print(f"{label:28s} {_unfinished_stage(result)}")

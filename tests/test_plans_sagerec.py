@@ -107,10 +107,22 @@ def test_cli_plan_choices_come_from_plans(capsys):
 
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     name = next(a for a in sub.choices["plan"]._actions if a.dest == "name")
-    assert list(name.choices) == list(PLANS)
+    assert list(name.choices) == [*PLANS, "all"]
     assert main(["plan", "sagerec-table5", "--list", "--profile", "full"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 5 and lines[0].startswith("A full")
+    # `all` lists every plan's cells in ALL_PLANS_ORDER, each label prefixed with its plan
+    from rasr_lib.experiments.plans import ALL_PLANS_ORDER
+
+    assert sorted(ALL_PLANS_ORDER) == sorted(PLANS)
+    assert main(["plan", "all", "--list", "--profile", "quick"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == sum(len(plan_configs(p, profile="quick")) for p in PLANS)
+    assert lines[0].startswith("zoo: sasrec") and lines[-1].startswith("fig5: decay 1")
+    assert main(["plan", "all", "--list", "--only", "w/o regenerator", "ratio 0.5"]) == 0
+    assert [line.split("  ")[0] for line in capsys.readouterr().out.splitlines()] == [
+        "fig3: w/o regenerator", "fig4: ratio 0.5"]
+    assert main(["plan", "all", "--list", "--only", "no such cell"]) == 2
     with pytest.raises(SystemExit):
         main(["plan", "no-such-plan", "--list"])
 

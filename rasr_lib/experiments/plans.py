@@ -55,6 +55,14 @@ SAGEREC_PLANS = ("sagerec-table3", "sagerec-table5", "sagerec-encoder")
 # Issue 5: every backbone of the zoo on the original data, each with its own recipe (MODEL_DEFAULTS).
 ZOO_PLANS = ("zoo",)
 PLANS = RASR_PLANS + SAGEREC_PLANS + ZOO_PLANS
+# `plan all`: every plan in the order a fresh dataset is best filled in: the original-data zoo and
+# the two papers' main tables first, the sensitivity figures last.
+ALL_PLANS_ORDER = ("zoo", "table1", "sagerec-table3", "sagerec-table5", "sagerec-encoder", "fig3", "fig4", "fig5")
+
+
+def expand_plan(name: str) -> tuple[str, ...]:
+    """The plans ``name`` stands for: ``all`` is :data:`ALL_PLANS_ORDER`, any other name itself."""
+    return ALL_PLANS_ORDER if name == "all" else (name,)
 
 
 def plan_configs(
