@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     regen.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set regen.generator_epochs=10 (repeatable)")
     regen.add_argument("--force", action="store_true", help="rebuild even if the regenerated set exists")
+    regen.add_argument("--hours", type=float, metavar="H",
+                       help="time budget in hours from now: the SASRec that starts the generator and the "
+                            "generator stop after their last epoch that fits (checkpointed; rerun to resume)")
 
     plan = sub.add_parser("plan", help="run the cells of one of the papers' experiments (finished cells are skipped)")
     plan.add_argument("name", choices=[*PLANS, "all"],
@@ -173,7 +176,13 @@ def _regenerate(args: argparse.Namespace) -> int:
     overrides: dict = {"seed": args.seed, "device": args.device, "regen.method": args.method}
     overrides.update(_parse_set(args.set))
     cfg = load_config(args.dataset, args.profile, overrides)
-    regenerated, summary = run_regeneration(cfg, force=args.force)
+    from rasr_lib.experiments.regen_run import OutOfTime
+
+    try:
+        regenerated, summary = run_regeneration(cfg, force=args.force, deadline=_deadline(args.hours))
+    except OutOfTime as stop:
+        print(f"{stop}: rerun the same command to resume")
+        return 0
     brief = {k: summary[k] for k in ("method", "dataset", "n_users", "n_pairs", "timings") if k in summary}
     brief["regenerated"] = regenerated.stats()
     brief["folder"] = str(regen_dir(cfg))
@@ -221,7 +230,8 @@ def _plan(args: argparse.Namespace) -> int:
 def _unfinished_stage(result: dict) -> str:
     """One line for a run stopped in its stage before training, e.g. S3-Rec's pre-training."""
     prepared = result.get("prepare") or {}
-    return (f"pre-training stopped at epoch {prepared.get('epochs_done', '?')} of "
+    stage = prepared.get("stage", "pre-training")
+    return (f"{stage} stopped at epoch {prepared.get('epochs_done', '?')} of "
             f"{prepared.get('epochs', '?')}: rerun the same command to resume")
 
 

@@ -257,6 +257,28 @@ def test_fit_generator_resumes_exactly(toy, tmp_path):
     assert [h["lr"] for h in full_history] == pytest.approx([cosine_lr(cfg, e) for e in (1, 2, 3)])
 
 
+def test_fit_generator_stops_at_its_deadline_and_resumes_exactly(toy, tmp_path):
+    """A past deadline stops after epoch 1 of 3 (checkpointed); the next call ends as one run would."""
+    ds, graph, emb = toy
+    pairs = [s for s in ds.sequences()], [s[::-1] for s in ds.sequences()]
+    cfg = GeneratorConfig(**{**TINY, "batch_size": 4, "epochs": 3, "n_memories": 3})
+
+    def run(checkpoint=None, deadline=None):
+        torch.manual_seed(0)
+        model = SequenceGenerator(N_ITEMS, cfg, graph, emb)
+        return model, fit_generator(model, *pairs, cfg, CPU, torch.Generator().manual_seed(0),
+                                    checkpoint=checkpoint, progress=False, deadline=deadline)
+
+    full_model, full_history = run()
+    ckpt = tmp_path / "gen.pt"
+    _, cut = run(ckpt, deadline=0.0)
+    assert [h["epoch"] for h in cut] == [1]
+    resumed_model, resumed_history = run(ckpt, deadline=float("inf"))
+    assert [h["loss"] for h in resumed_history] == pytest.approx([h["loss"] for h in full_history])
+    for key, value in full_model.state_dict().items():
+        torch.testing.assert_close(resumed_model.state_dict()[key], value)
+
+
 def test_rasr_pairs_pair_each_variant_with_its_training_part(toy):
     ds, graph, _ = toy
     aug = augment_dataset(ds, graph, AugmentConfig(max_len=10), seed=0)

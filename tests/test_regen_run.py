@@ -77,6 +77,28 @@ def test_rasr_pipeline_runs_then_is_read_back(dirs, monkeypatch):
     np.testing.assert_array_equal(again.items, regenerated.items)
 
 
+def test_a_deadline_stops_regeneration_and_the_same_call_resumes(dirs, capsys):
+    from rasr_lib.cli import main
+
+    cfg = tiny("rasr", **{"regen.generator_epochs": 2, "train.epochs": 2})
+    cut = run_experiment(cfg, publish=True, progress=False, deadline=0.0)  # the generator's SASRec stops first
+    assert cut["metrics"] is None and cut["stage"] == "regenerate"
+    assert cut["prepare"] == {"stage": "the generator's SASRec", "epochs_done": 1, "epochs": 2}
+    cut = run_experiment(cfg, publish=True, progress=False, deadline=0.0)  # now the generator, after 1 of 2
+    assert cut["prepare"] == {"stage": "the generator", "epochs_done": 1, "epochs": 2}
+    assert not (dirs / "results").exists()  # nothing is published before the backbone has trained
+    overrides = ["--set", f"data.max_users={USERS}", "--set", "regen.generator_epochs=2", "--set", "train.epochs=2",
+                 "--set", "device=cpu"]
+    assert main(["regenerate", "--dataset", "beauty", "--seed", "1", *overrides, "--hours", "1e-9"]) == 0
+    assert capsys.readouterr().out.strip() == ("the generator's SASRec stopped at epoch 1 of 2 before the deadline: "
+                                               "rerun the same command to resume")
+    # the same pipeline as cfg's: its generator resumes at epoch 2, its last, so the set is made
+    assert main(["regenerate", "--dataset", "beauty", *overrides, "--hours", "1e-9"]) == 0
+    assert json.loads(capsys.readouterr().out)["regenerated"]["n_sequences"] > 0
+    done = run_experiment(cfg, publish=True, progress=False)
+    assert done["metrics"] is not None and len(done["regen"]["generator_history"]) == 2
+
+
 def test_ratio_shares_one_pipeline_but_not_one_result_name():
     a, b = tiny("rasr"), tiny("rasr", **{"regen.ratio": 0.5})
     assert regen_run.regen_dir(a) == regen_run.regen_dir(b)

@@ -114,12 +114,26 @@ def pretrain_config(cfg: ExperimentConfig) -> ExperimentConfig:
 # --------------------------------------------------------------------------- stages
 
 
-def pretrained_item_table(cfg: ExperimentConfig, progress: bool = True) -> torch.Tensor:
-    """Item embeddings FloatTensor[n_items + 1, d] of the SASRec trained on the original data."""
+class OutOfTime(Exception):
+    """A regeneration stage stopped at its deadline (checkpointed: the same call resumes it)."""
+
+    def __init__(self, stage: str, epochs_done: int, epochs: int):
+        super().__init__(f"{stage} stopped at epoch {epochs_done} of {epochs} before the deadline")
+        self.stage, self.epochs_done, self.epochs = stage, epochs_done, epochs
+
+
+def pretrained_item_table(cfg: ExperimentConfig, progress: bool = True,
+                          deadline: float | None = None) -> torch.Tensor:
+    """Item embeddings FloatTensor[n_items + 1, d] of the SASRec trained on the original data.
+
+    Raises :class:`OutOfTime` when that SASRec stops at ``deadline`` before it is finished.
+    """
     from rasr_lib.experiments.train_run import run_dir, run_experiment
 
     pre = pretrain_config(cfg)
-    run_experiment(pre, publish=False, progress=progress)
+    result = run_experiment(pre, publish=False, progress=progress, deadline=deadline)
+    if result.get("interrupted"):
+        raise OutOfTime("the generator's SASRec", result["epochs_run"], pre.train.epochs)
     state = torch.load(run_dir(pre) / "checkpoint.pt", map_location="cpu", weights_only=False)
     return state["best_state"]["item_embedding.weight"]
 
@@ -158,12 +172,15 @@ def augmented_as_regenerated(augmented: AugmentedSet) -> RegeneratedSet:
 
 
 def run_regeneration(
-    cfg: ExperimentConfig, dataset: SeqDataset | None = None, force: bool = False, progress: bool = True
+    cfg: ExperimentConfig, dataset: SeqDataset | None = None, force: bool = False, progress: bool = True,
+    deadline: float | None = None,
 ) -> tuple[RegeneratedSet, dict]:
     """Run (or resume, or read back) ``cfg.regen.method``'s pipeline; return (regenerated set, summary).
 
     The summary (also ``summary.json`` in :func:`regen_dir`) holds the stage timings, the sizes
-    of the pairs and of the regenerated set, and the generator's per-epoch losses.
+    of the pairs and of the regenerated set, and the generator's per-epoch losses. With
+    ``deadline`` (a ``time.time()`` value) the SASRec that starts the generator and the generator
+    stop before it and :class:`OutOfTime` is raised; the same call resumes from their checkpoints.
     """
     from rasr_lib.data import load_dataset
 
@@ -194,7 +211,7 @@ def run_regeneration(
         regenerated, history = augmented_as_regenerated(augmented), []
     else:
         tic = time.perf_counter()
-        table = pretrained_item_table(cfg, progress) if cfg.regen.pretrain else None
+        table = pretrained_item_table(cfg, progress, deadline) if cfg.regen.pretrain else None
         timings["pretrain_s"] = time.perf_counter() - tic
         generator = set_seed(cfg.seed)
         model = SequenceGenerator(dataset.n_items, gen_cfg, graph=graph,
@@ -203,7 +220,9 @@ def run_regeneration(
             model.init_item_embeddings(table)
         tic = time.perf_counter()
         history = fit_generator(model, src, tgt, gen_cfg, device, generator,
-                                checkpoint=folder / "generator.pt", progress=progress)
+                                checkpoint=folder / "generator.pt", progress=progress, deadline=deadline)
+        if len(history) < gen_cfg.epochs:
+            raise OutOfTime("the generator", len(history), gen_cfg.epochs)
         timings["generator_s"] = time.perf_counter() - tic
         tic = time.perf_counter()
         sources, lengths, _ = regeneration_sources(dataset, cfg.data.max_len)
@@ -232,15 +251,15 @@ def append_training_rows(split: SplitData, rows: tuple[np.ndarray, np.ndarray, n
 
 
 def regenerated_split(
-    cfg: ExperimentConfig, split: SplitData, progress: bool = True
+    cfg: ExperimentConfig, split: SplitData, progress: bool = True, deadline: float | None = None
 ) -> tuple[SplitData, dict]:
     """The training data of ``cfg.regen.method``: ``split`` plus regenerated rows; (split, summary).
 
     RaSR: original + a fraction ``ratio`` of the regenerated sequences. DR4SR: original +
     patterns + original again + regenerated at ``ratio`` (DR4SR's ``train_regen.pth``).
-    Validation and test are untouched.
+    Validation and test are untouched. ``deadline``: see :func:`run_regeneration`.
     """
-    regenerated, summary = run_regeneration(cfg, split.dataset, progress=progress)
+    regenerated, summary = run_regeneration(cfg, split.dataset, progress=progress, deadline=deadline)
     kept = subsample(regenerated, cfg.regen.ratio, seed=cfg.seed)
     n_original = len(split.train_len)
     out = split

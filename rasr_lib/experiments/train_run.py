@@ -188,12 +188,13 @@ def _resumable(result: dict, checkpoint: Path) -> bool:
     return bool(result.get("interrupted")) and checkpoint.exists()
 
 
-def _unfinished_preparation(cfg: ExperimentConfig, prepared: dict, seconds: float) -> dict:
-    """What a run stopped during its stage before training returns: no metrics, nothing published."""
+def _unfinished_preparation(cfg: ExperimentConfig, prepared: dict, seconds: float, stage: str = "prepare") -> dict:
+    """What a run stopped before training returns (``stage``: ``prepare`` or ``regenerate``): no metrics,
+    nothing published."""
     return {"dataset": cfg.data.dataset, "model": cfg.model.name, "loss": cfg.train.loss,
             "profile": cfg.profile, "seed": cfg.seed, "protocol": protocol_name(cfg.eval),
             "best_epoch": None, "epochs_run": 0, "wall_time_s": round(seconds, 1),
-            "interrupted": True, "stage": "prepare", "prepare": prepared, "metrics": None}
+            "interrupted": True, "stage": stage, "prepare": prepared, "metrics": None}
 
 
 def run_experiment(
@@ -215,6 +216,7 @@ def run_experiment(
     training stops before it (see :func:`rasr_lib.training.fit`). A deadline reached during the
     model's stage before training (S3-Rec's pre-training) returns ``"stage": "prepare"`` and
     ``"metrics": None``; nothing is written or published, and the same call resumes the stage.
+    So does one reached while the regenerated data is made (``"stage": "regenerate"``).
     """
     folder = run_dir(cfg)
     result_path, checkpoint = folder / "result.json", folder / "checkpoint.pt"
@@ -242,9 +244,15 @@ def run_experiment(
         split = leave_one_out(dataset, cfg.data.max_len)
         regen_info = None
         if cfg.regen.method != "none":
-            from rasr_lib.experiments.regen_run import regenerated_split
+            from rasr_lib.experiments.regen_run import OutOfTime, regenerated_split
 
-            split, regen_info = regenerated_split(cfg, split, progress=progress)
+            try:
+                split, regen_info = regenerated_split(cfg, split, progress=progress, deadline=deadline)
+            except OutOfTime as stop:
+                log.info("%s: %s; rerun to resume", folder, stop)
+                return _unfinished_preparation(cfg, {"stage": stop.stage, "epochs_done": stop.epochs_done,
+                                                     "epochs": stop.epochs}, time.perf_counter() - start,
+                                               stage="regenerate")
             generator = set_seed(cfg.seed)  # the backbone's draws do not depend on the pipeline's
         graph = None
         if cfg.model.name == "sagerec" or cfg.model.semantic_graph:  # semantic graph, built once (cached embeddings)

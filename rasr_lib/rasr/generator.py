@@ -551,6 +551,7 @@ def fit_generator(
     generator: torch.Generator,
     checkpoint: Path | None = None,
     progress: bool = True,
+    deadline: float | None = None,
 ) -> list[dict]:
     """Train the regenerator on (source, target) pairs (RaSR Eq. 8 + DR4SR's entropy term).
 
@@ -558,8 +559,10 @@ def fit_generator(
     Adam (lr, betas (0.9, adam_beta2), eps), cosine annealing over ``cfg.epochs`` stepped once per
     epoch (DR4SR steps it per batch, a bug that makes the rate oscillate), no validation: the
     model after the last epoch is kept. With ``checkpoint`` the full state is saved atomically
-    after every epoch and a later call resumes. Returns one dict per epoch (loss, ce, entropy,
-    lr, tau, seconds).
+    after every epoch and a later call resumes. ``deadline`` (a ``time.time()`` value) stops
+    after the epoch whose duration, repeated, would end past it: fewer than ``cfg.epochs``
+    entries come back and, with ``checkpoint``, the same call resumes. Returns one dict per
+    epoch (loss, ce, entropy, lr, tau, seconds).
     """
     src, tgt = as_ragged(pairs_src), as_ragged(pairs_tgt)
     if src.n_rows != tgt.n_rows:
@@ -600,6 +603,9 @@ def fit_generator(
         if checkpoint is not None:
             save_training_state(Path(checkpoint), model, optimizer, generator,
                                 scheduler=scheduler.state_dict(), history=history, epoch=epoch)
+        if deadline is not None and epoch < cfg.epochs and time.time() + entry["seconds"] > deadline:
+            logger.info("generator epoch %d: stopping before the deadline; rerun to resume", epoch)
+            break
     bar.close()
     return history
 
