@@ -222,34 +222,35 @@ def test_generator_overfits_eight_sequences(toy):
         assert out[r, : out_len[r]].tolist() == t.tolist()
 
 
-def test_fit_generator_resumes_exactly(toy, tmp_path):
-    """Interrupted after 2 of 3 epochs and resumed from the checkpoint == 3 uninterrupted epochs."""
+def _fit_toy(toy, checkpoint=None, fail_after=None, deadline=None):
+    """(model, history) of 3 epochs on the toy pairs from seed 0; ``fail_after`` n batches, it dies."""
     ds, graph, emb = toy
     pairs = [s for s in ds.sequences()], [s[::-1] for s in ds.sequences()]
     cfg = GeneratorConfig(**{**TINY, "batch_size": 4, "epochs": 3, "n_memories": 3})
+    torch.manual_seed(0)
+    model = SequenceGenerator(N_ITEMS, cfg, graph, emb)
+    if fail_after is not None:
+        calls, loss = [0], model.loss
 
-    def run(checkpoint=None, fail_after=None):
-        torch.manual_seed(0)
-        model = SequenceGenerator(N_ITEMS, cfg, graph, emb)
-        if fail_after is not None:
-            calls, loss = [0], model.loss
+        def failing(*args):
+            calls[0] += 1
+            if calls[0] > fail_after:
+                raise KeyboardInterrupt
+            return loss(*args)
 
-            def failing(*args):
-                calls[0] += 1
-                if calls[0] > fail_after:
-                    raise KeyboardInterrupt
-                return loss(*args)
+        model.loss = failing
+    return model, fit_generator(model, *pairs, cfg, CPU, torch.Generator().manual_seed(0),
+                                checkpoint=checkpoint, progress=False, deadline=deadline)
 
-            model.loss = failing
-        history = fit_generator(model, *pairs, cfg, CPU, torch.Generator().manual_seed(0),
-                                checkpoint=checkpoint, progress=False)
-        return model, history
 
-    full_model, full_history = run()
+def test_fit_generator_resumes_exactly(toy, tmp_path):
+    """Interrupted after 2 of 3 epochs and resumed from the checkpoint == 3 uninterrupted epochs."""
+    cfg = GeneratorConfig(**{**TINY, "batch_size": 4, "epochs": 3, "n_memories": 3})
+    full_model, full_history = _fit_toy(toy)
     ckpt = tmp_path / "gen.pt"
     with pytest.raises(KeyboardInterrupt):
-        run(ckpt, fail_after=6)  # 12 pairs / 4 = 3 batches per epoch: dies in epoch 3
-    resumed_model, resumed_history = run(ckpt)
+        _fit_toy(toy, ckpt, fail_after=6)  # 12 pairs / 4 = 3 batches per epoch: dies in epoch 3
+    resumed_model, resumed_history = _fit_toy(toy, ckpt)
     assert [h["epoch"] for h in resumed_history] == [1, 2, 3]
     assert [h["loss"] for h in resumed_history] == pytest.approx([h["loss"] for h in full_history])
     for key, value in full_model.state_dict().items():
@@ -259,21 +260,11 @@ def test_fit_generator_resumes_exactly(toy, tmp_path):
 
 def test_fit_generator_stops_at_its_deadline_and_resumes_exactly(toy, tmp_path):
     """A past deadline stops after epoch 1 of 3 (checkpointed); the next call ends as one run would."""
-    ds, graph, emb = toy
-    pairs = [s for s in ds.sequences()], [s[::-1] for s in ds.sequences()]
-    cfg = GeneratorConfig(**{**TINY, "batch_size": 4, "epochs": 3, "n_memories": 3})
-
-    def run(checkpoint=None, deadline=None):
-        torch.manual_seed(0)
-        model = SequenceGenerator(N_ITEMS, cfg, graph, emb)
-        return model, fit_generator(model, *pairs, cfg, CPU, torch.Generator().manual_seed(0),
-                                    checkpoint=checkpoint, progress=False, deadline=deadline)
-
-    full_model, full_history = run()
+    full_model, full_history = _fit_toy(toy)
     ckpt = tmp_path / "gen.pt"
-    _, cut = run(ckpt, deadline=0.0)
+    _, cut = _fit_toy(toy, ckpt, deadline=0.0)
     assert [h["epoch"] for h in cut] == [1]
-    resumed_model, resumed_history = run(ckpt, deadline=float("inf"))
+    resumed_model, resumed_history = _fit_toy(toy, ckpt, deadline=float("inf"))
     assert [h["loss"] for h in resumed_history] == pytest.approx([h["loss"] for h in full_history])
     for key, value in full_model.state_dict().items():
         torch.testing.assert_close(resumed_model.state_dict()[key], value)
