@@ -327,7 +327,8 @@ def load_results(results_dir: str | Path | None = None) -> pd.DataFrame:
         row.update(_flatten_metrics(data.get("metrics") or {}))
         rows.append(row)
     columns = ["kind", "dataset", "model", "data", "loss", "profile", "seed", "protocol", "device",
-               "wall_time_s", "git_commit", "best_epoch", "n_epochs", "path"]
+               "wall_time_s", "git_commit", "best_epoch", "n_epochs", "path", "stopped_early", "interrupted",
+               "epoch_cap"]
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=columns + [f"test/{m}" for m in METRICS])

@@ -256,6 +256,7 @@ def test_results_page_without_results(tmp_path, monkeypatch):
     text, images = _execute_results_page(tmp_path)
     assert "No full runs committed yet" in text
     assert "RaSR Table 1 (original data)" in text and "0.0648" in text
+    assert "No plan cell has a committed run yet." in text
     assert images == 0
 
 
@@ -264,14 +265,17 @@ def test_results_page_with_a_full_run(tmp_path, monkeypatch):
     from test_report import _experiment
 
     (tmp_path / "results" / "beauty").mkdir(parents=True)
+    from rasr_lib.config import config_to_dict, load_config
+
     run = _experiment("beauty", "sasrec", 0, 0.0368)
+    run["config"] = config_to_dict(load_config("beauty", "full"))  # so it is the plans' SASRec cell
     (tmp_path / "results" / "beauty" / "sasrec-bce-full-seed0.json").write_text(json.dumps(run))
     monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
     text, images = _execute_results_page(tmp_path)
     assert "1 full run(s) committed" in text
     assert "ours (full, full ranking, history masked)" in text
     assert re.search(r"<td>1\.0+</td>", text)  # our N@20 0.0368 over DR4SR Table 3's 0.0368
-    assert images == 1  # the training curve
+    assert images == 2  # the map of what has been run, the training curve
 
 
 @pytest.mark.notebooks
