@@ -302,16 +302,18 @@ def significance_text(df: pd.DataFrame, dataset: str, metrics: Iterable[str] = M
     """Markdown, per protocol one bullet per metric: SAGERec's gain over the strongest baseline, the t-test's verdict.
 
     The paper's claim is "significantly better (p < 0.01) than the strongest baseline"; each
-    metric reads "significantly above", "significantly below", "no significant difference", or
-    "not testable" while fewer than two seeds pair up, followed in that case by the test against
-    the strongest baseline that does have paired seeds.
+    metric reads "significantly above", "significantly below", "not significant at p < 0.01"
+    (with two paired seeds, noting the test's single degree of freedom), or "not testable" while
+    fewer than two seeds pair up, followed in that case by the test against the strongest
+    baseline that does have paired seeds.
     """
     def tested(r: dict) -> str:
         head = f"{r['gain_pct']:+.1f} % vs {MODEL_LABELS[r['baseline']]}"
         if math.isnan(r["p"]):
             return f"{head}, not testable ({r['n_pairs']} paired seed{'s' * (r['n_pairs'] != 1)})"
-        if r["p"] >= ALPHA:
-            verdict = "no significant difference"
+        if r["p"] >= ALPHA:  # not "no difference": two seeds leave the test one degree of freedom
+            verdict = f"not significant at p < {ALPHA:g}" + (
+                " (two seeds give the test one degree of freedom)" if r["n_pairs"] == 2 else "")
         else:
             verdict = "significantly " + ("above" if r["sagerec"] > r["baseline_mean"] else "below")
         return f"{head} over {r['n_pairs']} paired seeds, p = {r['p']:.2g}: {verdict}"

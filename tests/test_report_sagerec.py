@@ -113,13 +113,18 @@ def test_significance_text_gives_each_verdict(results):
     for seed, (value, noise) in enumerate(zip(SAGE, [0.002, -0.002, 0.001, -0.001, 0.0005])):
         _write_run(results, model="cl4srec", seed=seed, ndcg10=value + noise)  # a tie within noise
     full = rs.significance_text(rs.load_sagerec_results(results), "beauty", ["ndcg@10"]).splitlines()[1]
-    assert "vs CL4SRec over 5 paired seeds" in full and full.endswith(": no significant difference.")
+    assert "vs CL4SRec over 5 paired seeds" in full and full.endswith(": not significant at p < 0.01.")
     # the strongest baseline has one seed: the strongest one with paired seeds is tested too
     _write_run(results, model="dssrec", seed=0, ndcg10=0.1, loss="ce")  # its own recipe
     full = rs.significance_text(rs.load_sagerec_results(results), "beauty", ["ndcg@10"]).splitlines()[1]
     assert full.startswith("  - N@10: -68.0 % vs DSSRec, not testable (1 paired seed); ")
     assert full.endswith("vs CL4SRec over 5 paired seeds, p = " + full.split("p = ")[1].split(":")[0]
-                         + ": no significant difference (the strongest baseline with paired seeds).")
+                         + ": not significant at p < 0.01 (the strongest baseline with paired seeds).")
+    # two paired seeds: the verdict says how little such a test can tell
+    _write_run(results, model="dssrec", seed=1, ndcg10=0.05, loss="ce")  # gaps .070 and .018: p = .34
+    full = rs.significance_text(rs.load_sagerec_results(results), "beauty", ["ndcg@10"]).splitlines()[1]
+    assert "vs DSSRec over 2 paired seeds, p = 0.34" in full
+    assert full.endswith("not significant at p < 0.01 (two seeds give the test one degree of freedom).")
 
 
 def test_runs_cut_short_stay_out_of_the_means_and_tests(results):
