@@ -192,10 +192,8 @@ def _regenerate(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     """Handle ``plan``: list or run an experiment grid, one summary line per cell."""
-    from rasr_lib.experiments.plans import plan_cells_matching, run_plan
+    from rasr_lib.experiments.plans import expand_plan, plan_cells_matching, run_plan
     from rasr_lib.experiments.train_run import run_name
-
-    from rasr_lib.experiments.plans import expand_plan
 
     overrides = _parse_set(args.set)
     names = expand_plan(args.name)

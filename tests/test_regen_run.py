@@ -250,6 +250,8 @@ def test_committed_state_and_coverage_read_results_alone(dirs, capsys):
     other_lr = load_config("beauty", "quick", {"data.max_users": 200, "train.epochs": 2, "train.patience": 10,
                                                "train.lr": 0.0042})
     assert committed_state(other_lr)[0] == "missing"
+    shorter = load_config("beauty", "quick", {"data.max_users": 200, "train.epochs": 1, "train.patience": 10})
+    assert committed_state(shorter)[0] == "missing"  # a run longer than the cell is not the cell either
     # the quick zoo's SASRec differs from this run in its slice and epochs, not only in its budget
     cov = coverage(plans=("zoo", "table1"), datasets=("beauty", "toys"), profile="quick")
     assert set(cov["state"]) == {"missing"} and len(cov) == 2 * (12 + 12)

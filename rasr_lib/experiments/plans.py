@@ -196,12 +196,22 @@ BUDGET_KEYS = frozenset({"regen.generator_epochs", "s3rec.pretrain_epochs", "tra
 CELL_STATES = ("committed", "interrupted", "smaller budget", "missing")
 
 
+def _effective_budget(cfg: ExperimentConfig, key: str, value: Any) -> float:
+    """The epochs a budget setting stands for (``regen.generator_epochs`` 0: the method's own, RaSR 100)."""
+    if key == "regen.generator_epochs" and not value:
+        from rasr_lib.rasr.generator import generator_config
+
+        return generator_config(cfg.regen.method).epochs
+    return float(value or 0)
+
+
 def committed_state(cfg: ExperimentConfig) -> tuple[str, str]:
     """Where a plan cell stands from ``results/`` alone (no local checkpoints): (state, detail).
 
     ``state`` is one of :data:`CELL_STATES`: ``committed`` (a finished run with these very settings),
     ``interrupted`` (published cut short by a time budget), ``smaller budget`` (a finished run that
-    differs only in :data:`BUDGET_KEYS`; ``detail`` names them) or ``missing``.
+    differs only in :data:`BUDGET_KEYS`, each smaller than the cell's; ``detail`` names them) or
+    ``missing``.
     """
     from rasr_lib.experiments.train_run import committed_result
 
@@ -211,7 +221,8 @@ def committed_state(cfg: ExperimentConfig) -> tuple[str, str]:
             return "interrupted", f"at epoch {result['epochs_run']}"
         return "committed", f"N@20 {result['metrics']['test']['ndcg@20']:.4f}"
     near = closest_committed(cfg)
-    if near is not None and set(near[1]) <= BUDGET_KEYS:
+    if near is not None and set(near[1]) <= BUDGET_KEYS and all(
+            _effective_budget(cfg, k, ours) < _effective_budget(cfg, k, wanted) for k, (ours, wanted) in near[1].items()):
         name, diff = near
         return "smaller budget", f"{name}: " + ", ".join(f"{k} {ours} not {wanted}" for k, (ours, wanted)
                                                        in diff.items())
