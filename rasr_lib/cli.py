@@ -333,6 +333,11 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as err:  # NotebookError: names the notebook and the failing cell
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except KeyboardInterrupt:
         print("interrupted: the last finished epoch is checkpointed; rerun the same command to resume",
               file=sys.stderr)

@@ -165,3 +165,12 @@ def test_committed_results_are_named_by_their_config():
             cfg = config_from_dict(data["config"])
             assert run_name(cfg) == path.stem, path.name
             assert config_hash(cfg) == data["config_hash"], path.name  # the hash it was trained under
+
+
+def test_cli_output_piped_into_a_reader_that_stops_is_not_an_error():
+    import subprocess
+    import sys
+
+    cmd = f"'{sys.executable}' -m rasr_lib plan all --list --profile quick | head -1"
+    done = subprocess.run(["bash", "-c", f"set -o pipefail; {cmd}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("zoo: sasrec") and done.stderr == ""
