@@ -592,11 +592,9 @@ def coverage_summary(cov: pd.DataFrame) -> pd.DataFrame:
         done, budget = int((g["state"] == "committed").sum()), int((g["state"] == "smaller budget").sum())
         return f"{done}{f' (+{budget})' if budget else ''} / {len(g)}"
 
-    pairs = cov[["plan", "dataset"]].drop_duplicates()
-    table = pd.DataFrame([{"plan": p, "dataset": d, "shown": cell(cov[(cov["plan"] == p) & (cov["dataset"] == d)])}
-                          for p, d in pairs.itertuples(index=False)])
-    return table.pivot(index="plan", columns="dataset", values="shown").reindex(
-        index=pairs["plan"].unique(), columns=pairs["dataset"].unique())
+    shown = {key: cell(g) for key, g in cov.groupby(["plan", "dataset"], sort=False)}
+    return pd.Series(shown).unstack().reindex(index=cov["plan"].unique(), columns=cov["dataset"].unique()).rename_axis(
+        index="plan", columns="dataset")
 
 
 def plot_coverage(cov: pd.DataFrame) -> Figure:
@@ -623,8 +621,9 @@ def capped_runs(df: pd.DataFrame, column: str = "valid_ndcg@20", window: int = 2
     ``gain`` is how much ``column`` rose over the last ``window`` epochs of the history: what the
     cap may have cost. Columns: path, dataset, model, loss, seed, epochs, best_epoch, gain.
     """
-    runs = df[(df["kind"] == "experiment") & (df["stopped_early"] == False)  # noqa: E712 (None: unknown)
-              & (df["interrupted"] != True) & df["epoch_cap"].notna()]  # noqa: E712
+    # eq/ne, not truthiness: a result without these fields (None) is neither capped nor excluded as cut
+    runs = df[(df["kind"] == "experiment") & df["stopped_early"].eq(False) & df["interrupted"].ne(True)
+              & df["epoch_cap"].notna()]
     rows = []
     for r in runs.itertuples():
         hist = load_history(r.path, results_dir)
