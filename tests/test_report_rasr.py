@@ -363,3 +363,25 @@ def test_regenerated_sets_and_drift_compare_runs_of_one_pipeline_at_one_ratio(tm
     assert "differs by 4.0e-05" in text
     assert "`rasr-2` at ratio 1: 2 runs, all on 800 regenerated rows." in text
     assert "ratio 0.5" not in text  # one run only
+
+
+def test_sensitivity_verdict_sets_the_ranges_against_seed_noise(results):
+    df = load_results(results)
+    cov = rr.plan_coverage(df, "beauty")
+    text = rr.sensitivity_verdict(cov, df, "beauty")
+    fig5 = cov[cov["plan"] == "fig5"].set_index("cell")["ndcg@20"].dropna()
+    windows = fig5[fig5.index.str.startswith("window")]
+    spread = 100 * (windows.max() - windows.min()) / windows.mean()
+    assert f"a range of **{spread:.1f} %** of the mean over {len(windows)} settings" in text
+    assert "about **7 %**" in text  # fixture sasrec/bce seeds .040/.042: cv 3.4 %, twice is 7 %
+    original = cov.set_index(["plan", "cell"]).loc[("table1", "sasrec/bce/original"), "ndcg@20"]
+    every = fig5[~fig5.index.duplicated()]
+    assert f"{int((every > original).sum())} of {len(every)} committed settings are above it" in text
+
+
+def test_sensitivity_verdict_without_runs_says_so():
+    cov = pd.DataFrame({"plan": ["fig5"], "cell": ["window 2"], "ndcg@20": [0.04]})
+    df = pd.DataFrame(columns=["dataset", "profile"])
+    text = rr.sensitivity_verdict(cov, df, "beauty")
+    assert "1 setting(s) committed, no range yet" in text and "cannot be set against" in text
+    assert "against the original data" not in text
