@@ -4,6 +4,7 @@ graph-strength, sampled-eval, notebooks (see ``--help``)."""
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import logging
 import sys
@@ -129,6 +130,9 @@ def build_parser() -> argparse.ArgumentParser:
     nbs.add_argument("--seed", type=int, default=0)
     nbs.add_argument("--only", nargs="*", help="notebook names to run (default: all)")
     nbs.add_argument("--force", action="store_true", help="re-run notebooks whose results exist")
+    nbs.add_argument("--param", nargs="*", default=[], metavar="NAME=VALUE",
+                     help="override a parameters-cell value, e.g. FULL_GENERATOR_EPOCHS=5 (a Python literal, "
+                          "else a string)")
     return parser
 
 
@@ -309,8 +313,25 @@ def _notebooks(args: argparse.Namespace) -> int:
     """Handle ``notebooks``: papermill runs collected into results/."""
     from rasr_lib.experiments.runner import run_all
 
-    run_all(args.dataset, args.profile, notebooks=args.only, seed=args.seed, force=args.force)
+    run_all(args.dataset, args.profile, notebooks=args.only, seed=args.seed, force=args.force,
+            parameters=notebook_parameters(args.param))
     return 0
+
+
+def notebook_parameters(pairs: list[str]) -> dict:
+    """``["NAME=VALUE", ...]`` as papermill parameters; VALUE is a Python literal, else kept as a string."""
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise ValueError(f"--param expects NAME=VALUE, got {pair!r}")
+        if name in {"DATASET", "PROFILE", "SEED"}:
+            raise ValueError(f"--param {name}: use --{name.lower()} instead")
+        try:
+            out[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[name] = text
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

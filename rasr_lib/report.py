@@ -487,7 +487,10 @@ def full_run_table(notebook: str, dataset: str, results_dir: str | Path | None =
 def full_run_caption(notebook: str, dataset: str, results_dir: str | Path | None = None) -> str:
     """One Markdown sentence naming the committed full-profile run of ``notebook`` (or how to make one)."""
     run = _full_run(notebook, dataset, results_dir)
-    command = f"`python -m rasr_lib notebooks --dataset {dataset} --profile full --only {notebook}`"
+    extra = {k: v for k, v in (run.get("parameters") or {}).items() if k not in ("DATASET", "PROFILE", "SEED")}
+    params = "".join(f" {k}={v!r}" if isinstance(v, str) else f" {k}={v}" for k, v in extra.items())
+    command = (f"`python -m rasr_lib notebooks --dataset {dataset} --profile full --only {notebook}"
+               + (f" --param{params}`" if params else "`"))
     if not run:
         return f"No full-profile run of this page is committed for {dataset} yet ({command} makes one)."
     others = [name for name in FULL_RUN_DATASETS if name != dataset and _full_run(notebook, name, results_dir)]

@@ -229,6 +229,20 @@ def test_runner_rejects_unknown_parameters_and_notebooks(tiny_repo):
         runner.notebook_path("09")
 
 
+def test_cli_param_values_are_literals_or_strings(capsys):
+    from rasr_lib.cli import main, notebook_parameters
+
+    assert notebook_parameters(["FULL_GENERATOR_EPOCHS=5", "MODELS=sasrec,gru4rec", "RATE=0.5",
+                                "NAME='a b'"]) == {"FULL_GENERATOR_EPOCHS": 5, "MODELS": "sasrec,gru4rec",
+                                                   "RATE": 0.5, "NAME": "a b"}
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        notebook_parameters(["EPOCHS"])
+    with pytest.raises(ValueError, match="use --seed"):
+        notebook_parameters(["SEED=3"])
+    assert main(["notebooks", "--only", "01", "--param", "1X=2"]) == 2
+    assert "--param expects NAME=VALUE" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- results page
 
 

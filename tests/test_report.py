@@ -267,6 +267,12 @@ def test_full_run_table_puts_this_page_beside_the_committed_full_run(tmp_path, m
     assert table.columns.tolist() == ["this page", "full run", "ml-1m full run"]
     assert table["ml-1m full run"].tolist() == [3416, None, None, None]
     assert report.full_run_caption("04_rasr_graphs", "beauty", tmp_path).endswith("full runs on ml-1m.")
+    # a run made with --param names it in the command that remakes it
+    (tmp_path / "beauty" / "06_rasr_regeneration-full.json").write_text(json.dumps({
+        "notebook": "06_rasr_regeneration", "profile": "full", "wall_time_s": 60, "device": "cpu", "records": {},
+        "parameters": {"DATASET": "beauty", "PROFILE": "full", "SEED": 0, "FULL_GENERATOR_EPOCHS": 5}}))
+    assert "--only 06_rasr_regeneration --param FULL_GENERATOR_EPOCHS=5`" in report.full_run_caption(
+        "06_rasr_regeneration", "beauty", tmp_path)
 
 
 def test_record_remembers_what_this_process_recorded(monkeypatch):
