@@ -412,12 +412,23 @@ def ablation_order_verdict(cov: pd.DataFrame) -> str:
             f"{hurt} of {len(change)} removals lower N@20 (the paper: every one does).")
 
 
+# Mean range of n independent normal draws in units of their standard deviation (the d2
+# constant of quality control): what n settings spread by when only the seed matters.
+RANGE_OVER_STD = {2: 1.128, 3: 1.693, 4: 2.059, 5: 2.326, 6: 2.534, 7: 2.704, 8: 2.847, 9: 2.970, 10: 3.078}
+
+
 def sensitivity_verdict(cov: pd.DataFrame, df: pd.DataFrame, dataset: str) -> str:
     """Markdown: is Fig. 5's spread over windows and decays larger than seed noise, and does each setting beat the original data?
 
     ``cov`` is :func:`plan_coverage`; ``df`` the results rows, read for the seed-to-seed spread
-    of SASRec (BCE) on the original data, the backbone and loss of Fig. 5.
+    of SASRec (BCE) on the original data, the backbone and loss of Fig. 5. A sweep of n one-seed
+    cells is set against the range n runs would show from the seed alone (d2(n) standard deviations).
     """
+    runs = df[(df["dataset"] == dataset) & (df["profile"] == "full")] if len(df) else df
+    spread = seed_spread(runs, "ndcg@20") if len(runs) else pd.DataFrame()
+    noise = spread[(spread["model"] == "sasrec") & (spread["loss"] == "bce")
+                   & spread["protocol"].astype(str).str.startswith("full")] if len(spread) else spread
+    cv = float(noise["cv %"].iloc[0]) if len(noise) else math.nan
     fig5 = cov[cov["plan"] == "fig5"].set_index("cell")["ndcg@20"].dropna()
     lines, values = [], []
     for key in ("window", "decay"):
@@ -426,18 +437,21 @@ def sensitivity_verdict(cov: pd.DataFrame, df: pd.DataFrame, dataset: str) -> st
             lines.append(f"- {key}: {len(s)} setting(s) committed, no range yet.")
             continue
         values.append(s)
-        spread = 100 * (s.max() - s.min()) / s.mean()
-        lines.append(f"- {key}: N@20 from {s.min():.4f} ({s.idxmin()}) to {s.max():.4f} ({s.idxmax()}), "
-                     f"a range of **{spread:.1f} %** of the mean over {len(s)} settings.")
-    runs = df[(df["dataset"] == dataset) & (df["profile"] == "full")] if len(df) else df
-    spread = seed_spread(runs, "ndcg@20") if len(runs) else pd.DataFrame()
-    noise = spread[(spread["model"] == "sasrec") & (spread["loss"] == "bce")
-                   & spread["protocol"].astype(str).str.startswith("full")] if len(spread) else spread
+        width = 100 * (s.max() - s.min()) / s.mean()
+        line = (f"- {key}: N@20 from {s.min():.4f} ({s.idxmin()}) to {s.max():.4f} ({s.idxmax()}), "
+                f"a range of **{width:.1f} %** of the mean over {len(s)} settings")
+        if not math.isnan(cv) and len(s) in RANGE_OVER_STD:
+            expected = RANGE_OVER_STD[len(s)] * cv
+            verdict = ("within seed noise" if width <= expected else
+                       "wider than seed noise alone, but not twice as wide: not conclusive" if width <= 2 * expected
+                       else "more than twice what seed noise alone gives")
+            line += f"; the seed alone would spread {len(s)} runs by about {expected:.1f} %: **{verdict}**"
+        lines.append(line + ".")
     if len(noise):
-        bound = 2 * float(noise["cv %"].iloc[0])
         lines.append(f"- seed noise: {int(noise['seeds'].iloc[0])} seeds of SASRec (BCE) on the original data "
-                     f"spread by {bound / 2:.1f} % (std over mean), so a one-seed difference below about "
-                     f"**{bound:.0f} %** is not evidence; a range above it says the setting matters.")
+                     f"differ by a standard deviation of {cv:.1f} % of their mean"
+                     + (" (two seeds: one degree of freedom, a rough estimate)" if int(noise["seeds"].iloc[0]) == 2
+                        else "") + ".")
     else:
         lines.append("- seed noise: SASRec (BCE) has fewer than two seeds on the original data, so the "
                      "ranges cannot be set against it yet.")

@@ -373,10 +373,24 @@ def test_sensitivity_verdict_sets_the_ranges_against_seed_noise(results):
     windows = fig5[fig5.index.str.startswith("window")]
     spread = 100 * (windows.max() - windows.min()) / windows.mean()
     assert f"a range of **{spread:.1f} %** of the mean over {len(windows)} settings" in text
-    assert "about **7 %**" in text  # fixture sasrec/bce seeds .040/.042: cv 3.4 %, twice is 7 %
+    # fixture sasrec/bce seeds .040/.042: std 3.4 % of the mean; n runs spread by d2(n) std from the seed alone
+    assert "a standard deviation of 3.4 % of their mean (two seeds" in text
+    expected = rr.RANGE_OVER_STD[len(windows)] * 100 * np.std([0.040, 0.042], ddof=1) / 0.041
+    assert f"the seed alone would spread {len(windows)} runs by about {expected:.1f} %" in text
     original = cov.set_index(["plan", "cell"]).loc[("table1", "sasrec/bce/original"), "ndcg@20"]
     every = fig5[~fig5.index.duplicated()]
     assert f"{int((every > original).sum())} of {len(every)} committed settings are above it" in text
+
+
+def test_sensitivity_verdict_grades_a_range_against_the_noise_range():
+    cov = pd.DataFrame({"plan": ["fig5"] * 4 + ["table1"],
+                        "cell": ["window 2", "window 3", "decay 0.2", "decay 0.4", "sasrec/bce/original"],
+                        "ndcg@20": [0.040, 0.0401, 0.030, 0.040, 0.035]})
+    df = pd.DataFrame({"dataset": "beauty", "profile": "full", "kind": "experiment", "model": "sasrec",
+                       "loss": "bce", "protocol": "full ranking", "seed": [0, 1], "test/ndcg@20": [0.040, 0.042]})
+    text = rr.sensitivity_verdict(cov, df, "beauty").splitlines()
+    assert "**within seed noise**" in text[0] and "**more than twice" in text[1]
+    assert text[3] == "- against the original data (N@20 0.0350): 3 of 4 committed settings are above it."
 
 
 def test_sensitivity_verdict_without_runs_says_so():
