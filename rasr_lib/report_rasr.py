@@ -451,7 +451,8 @@ def sensitivity_verdict(cov: pd.DataFrame, df: pd.DataFrame, dataset: str) -> st
         lines.append(f"- seed noise: {int(noise['seeds'].iloc[0])} seeds of SASRec (BCE) on the original data "
                      f"differ by a standard deviation of {cv:.1f} % of their mean"
                      + (" (two seeds: one degree of freedom, a rough estimate)" if int(noise["seeds"].iloc[0]) == 2
-                        else "") + ".")
+                        else "") + "; a regenerated-data run also varies with its generator's seed, so this "
+                     "is a lower bound on its noise.")
     else:
         lines.append("- seed noise: SASRec (BCE) has fewer than two seeds on the original data, so the "
                      "ranges cannot be set against it yet.")
