@@ -154,7 +154,7 @@ PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
         "average, so masking them removes the likeliest candidates and moves every metric by 26-45 % "
         "(on Beauty, 8.9 items per user: 8-28 %). RaSR does not state its protocol; DR4SR's code, whose "
         "Beauty row ours reproduces, masks. RaSR's ML-1M counts are the raw ones (3,952 = the largest "
-        "film id); ours are 5-core (3,416 films), which cannot explain a gap of this size."
+        "film id); ours are 5-core (3,416 films), a difference not tested here."
     ),
     ("beauty", "dr4sr_gnn", "bce", _RASR_T1_GCE): (
         "Ours is within 3.2 % of DR4SR's own row for this backbone on every metric, so the model and "

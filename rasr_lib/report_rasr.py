@@ -418,7 +418,7 @@ RANGE_OVER_STD = {2: 1.128, 3: 1.693, 4: 2.059, 5: 2.326, 6: 2.534, 7: 2.704, 8:
 
 
 def sensitivity_verdict(cov: pd.DataFrame, df: pd.DataFrame, dataset: str) -> str:
-    """Markdown: is Fig. 5's spread over windows and decays larger than seed noise, and does each setting beat the original data?
+    """Markdown: Fig. 5's window and decay ranges set against seed noise, and how many settings beat the original data.
 
     ``cov`` is :func:`plan_coverage`; ``df`` the results rows, read for the seed-to-seed spread
     of SASRec (BCE) on the original data, the backbone and loss of Fig. 5. A sweep of n one-seed
