@@ -192,11 +192,14 @@ def run_regeneration(
         return regenerated, json.loads(summary_path.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     dataset = dataset if dataset is not None else load_dataset(cfg.data.dataset, max_users=cfg.data.max_users)
+    from rasr_lib.experiments.train_run import describe_device
+
     device = get_device(cfg.device)
     gen_cfg = regen_generator_config(cfg)
     timings: dict[str, float] = {}
     summary: dict = {"method": cfg.regen.method, "dataset": cfg.data.dataset, "seed": cfg.seed,
-                     "key": pipeline_key(cfg), "n_users": dataset.n_users}
+                     "key": pipeline_key(cfg), "n_users": dataset.n_users,
+                     "device": describe_device(device), "torch": torch.__version__}
     tic = time.perf_counter()
     graph = emb = None
     if cfg.regen.method == "rasr":
