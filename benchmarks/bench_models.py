@@ -165,10 +165,10 @@ def main() -> None:
                    machine=describe_machine(device))
         print(json.dumps(row), flush=True)
         rows.append(row)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"benchmark": "bench_models", "command": " ".join(sys.argv),
-                                              "rows": rows}, indent=1) + "\n")
+        if args.out:  # after every model, so a run cut short keeps the rows it measured
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(json.dumps({"benchmark": "bench_models", "command": " ".join(sys.argv),
+                                                  "rows": rows}, indent=1) + "\n")
     base = next((r["epoch_s"] for r in rows if r["model"] == "sasrec" and "epoch_s" in r), None)
     print(f"\n{'model':<12}{'s/epoch':>10}{'x SASRec':>10}{'valid s':>9}{'params':>11}{'peak MiB':>10}"
           f"{'pre-train s/epoch':>19}")

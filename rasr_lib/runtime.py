@@ -101,8 +101,9 @@ def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
     state = torch.load(path, map_location=device, weights_only=False)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    generator.set_state(state["generator"])
-    torch.set_rng_state(state["torch_rng"])
+    # map_location moves every tensor, the random states too, but these two live on the CPU
+    generator.set_state(state["generator"].cpu())
+    torch.set_rng_state(state["torch_rng"].cpu())
     return state
 
 

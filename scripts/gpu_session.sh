@@ -21,6 +21,8 @@ DATASET=${DATASET:-beauty}
 DEVICE=${DEVICE:-cuda}
 BUDGET_S=${BUDGET_S:-560}
 EXTRA=${EXTRA:-}
+BENCH_MODELS=${BENCH_MODELS:-}  # default: every backbone
+DECODE_S=${DECODE_S:-60}  # seconds left for decoding after the generator
 RUNS=${RUNS:-$PWD/runs}
 BACK=$(mktemp -d)/back
 mkdir -p "$OUT" "$BACK"
@@ -34,12 +36,12 @@ cat "$BACK/gpu.txt"
 
 RASR_RUNS_DIR=$(mktemp -d) timeout 90 $PY -m pytest -p no:cacheprovider -m gpu tests/test_gpu.py -q -rs \
     2>&1 | tee "$BACK/gpu-tests.log" | tail -5
-RASR_RUNS_DIR=$(mktemp -d) timeout 100 $PY benchmarks/bench_models.py --dataset "$DATASET" --device "$DEVICE" \
-    --batches 20 --out "$BACK/bench-models-gpu.json" 2>&1 | tee "$BACK/bench-models-gpu.log" | tail -16
+RASR_RUNS_DIR=$RUNS timeout 100 $PY benchmarks/bench_models.py --dataset "$DATASET" --device "$DEVICE" \
+    --batches 20 ${BENCH_MODELS:+--models $BENCH_MODELS} --out "$BACK/bench-models-gpu.json" 2>&1 | tee "$BACK/bench-models-gpu.log" | tail -16
 
 # The generator stops after its last epoch that fits before the deadline (it leaves a minute for
 # decoding); the hard limit behind it leaves time to pack.
-hours=$(python3 -c "print(max(($(left 60)) / 3600, 0.001))")
+hours=$(python3 -c "print(max(($(left "$DECODE_S")) / 3600, 0.001))")
 export RASR_RUNS_DIR=$RUNS
 # shellcheck disable=SC2086
 timeout "$(left 20)" $PY -m rasr_lib regenerate --dataset "$DATASET" --method rasr --profile full \
