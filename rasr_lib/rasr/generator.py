@@ -595,7 +595,7 @@ def fit_generator(
         mean = sums / max(n_batches, 1)
         entry = {"epoch": epoch, "loss": mean[0], "ce": mean[1], "entropy": mean[2], "lr": lr,
                  "tau": float(model.tau) if model.n_memories > 1 else 0.0,
-                 "seconds": time.perf_counter() - tic}
+                 "seconds": time.perf_counter() - tic, "device": torch.device(device).type}
         history.append(entry)
         bar.set_postfix(loss=f"{entry['loss']:.4f}")
         logger.info("generator epoch %d loss %.4f (ce %.4f, entropy %.4f) lr %.2e",
