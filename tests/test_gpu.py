@@ -1,8 +1,8 @@
 """The same code on a CUDA device: every backbone ranks as on the CPU and trains there (issue 5).
 
 Marked ``gpu``: deselected by default and skipped without CUDA. On the lent GPU machine,
-``bash scripts/gpu_check.sh`` runs these, then the per-model benchmark and a quick DR4SR
-regeneration on the GPU. :func:`check_device` holds the checks, so that they can be
+``bash scripts/gpu_session.sh`` runs these, then the per-model benchmark and the full-profile
+RaSR regeneration on the GPU. :func:`check_device` holds the checks, so that they can be
 exercised on the CPU too (``test_the_device_check_runs_on_the_cpu``, not marked ``gpu``).
 """
 
