@@ -1,5 +1,5 @@
 """Command line: ``python -m rasr_lib <command> ...``: train, regenerate, plan, coverage, stats, cold-ranks,
-graph-strength, sampled-eval, notebooks (see ``--help``)."""
+graph-strength, sampled-eval, unmasked-eval, notebooks (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -123,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     sampled.add_argument("--runs", nargs="*",
                          help="result names (default: every full-ranking run on the original data with a checkpoint)")
     sampled.add_argument("--force", action="store_true", help="re-evaluate runs already in sampled-eval.json")
+
+    unmasked = sub.add_parser("unmasked-eval", help="evaluate committed full-ranking runs again without masking "
+                              "the user's earlier items, from their local checkpoints (a protocol check)")
+    unmasked.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
+    unmasked.add_argument("--runs", nargs="*",
+                          help="result names (default: every full-ranking run on the original data with a checkpoint)")
+    unmasked.add_argument("--force", action="store_true", help="re-evaluate runs already in unmasked-eval.json")
 
     nbs = sub.add_parser("notebooks", help="execute the book's notebooks with papermill for one dataset")
     nbs.add_argument("--dataset", default="beauty")
@@ -290,23 +297,29 @@ def _graph_strength(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sampled_eval(args: argparse.Namespace) -> int:
-    """Handle ``sampled-eval``: one line per run (sampled test N@10 beside the committed full one)."""
+def _sampled_eval(args: argparse.Namespace, protocol: str = "sampled100") -> int:
+    """Handle ``sampled-eval`` / ``unmasked-eval``: one line per run (its test N@10 beside the committed one)."""
     import json
 
     from rasr_lib.experiments.sampled_eval import collect_sampled
     from rasr_lib.runtime import results_dir
 
-    store = collect_sampled(args.dataset, args.runs, args.force)
+    store = collect_sampled(args.dataset, args.runs, args.force, protocol=protocol)
     if not store["runs"]:
         print(f"no committed {args.dataset} full-ranking run has a checkpoint under runs/train: nothing to "
               "evaluate (runs/ is a cache; train a run first)")
+    label = "sampled" if protocol == "sampled100" else protocol
     for name, e in store["runs"].items():
         path = results_dir() / args.dataset / f"{name}.json"
         full = (json.loads(path.read_text(encoding="utf-8"))["metrics"]["test"]["ndcg@10"]
                 if path.exists() else float("nan"))
-        print(f"{name:48s} N@10 sampled {e['metrics']['test']['ndcg@10']:.4f}  full {full:.4f}")
+        print(f"{name:48s} N@10 {label} {e['metrics']['test']['ndcg@10']:.4f}  committed {full:.4f}")
     return 0
+
+
+def _unmasked_eval(args: argparse.Namespace) -> int:
+    """Handle ``unmasked-eval`` (full ranking without the history mask)."""
+    return _sampled_eval(args, protocol="unmasked")
 
 
 def _notebooks(args: argparse.Namespace) -> int:
@@ -345,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     handlers = {"train": _train, "regenerate": _regenerate, "plan": _plan, "coverage": _coverage, "stats": _stats,
                 "cold-ranks": _cold_ranks, "graph-strength": _graph_strength,
-                "sampled-eval": _sampled_eval, "notebooks": _notebooks}
+                "sampled-eval": _sampled_eval, "unmasked-eval": _unmasked_eval, "notebooks": _notebooks}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError) as err:  # DataError is a ValueError

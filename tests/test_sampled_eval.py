@@ -1,5 +1,6 @@
 """Sampled-protocol evaluation of committed full-ranking runs (SAGERec Tables 3/4)."""
 
+import dataclasses
 import json
 
 import pytest
@@ -47,3 +48,42 @@ def test_rescored_run_equals_a_run_trained_under_the_sampled_protocol(tmp_path, 
     assert collect_sampled("beauty", force=True, progress=False)["runs"] == store["runs"]  # kept, not replaced
     with pytest.raises(FileNotFoundError, match="no committed result"):
         collect_sampled("beauty", ["caser-bce-full-seed0"])
+
+
+def test_unmasked_rescoring_ranks_the_history_too(tmp_path, monkeypatch):
+    """Without the mask the user's earlier items compete with the target: no metric can rise."""
+    from rasr_lib.evaluation import evaluate
+    from rasr_lib.experiments.sampled_eval import collect_sampled
+    from rasr_lib.experiments.train_run import load_trained_run, result_checkpoint, run_experiment
+
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
+    overrides = {"data.max_users": 300, "device": "cpu", "train.epochs": 2}
+    cfg = load_config("beauty", "full", overrides, model="sasrec")
+    full = run_experiment(cfg, progress=False)
+    store = collect_sampled("beauty", progress=False, protocol="unmasked")
+    assert (tmp_path / "results" / "beauty" / "unmasked-eval.json").exists()
+    assert not (tmp_path / "results" / "beauty" / "sampled-eval.json").exists()
+    (name, entry), = store["runs"].items()
+    assert store["protocol"] == "unmasked" and entry["reproduces_committed"]
+    for k, v in entry["metrics"]["test"].items():
+        assert v <= full["metrics"]["test"][k] + 1e-12, k
+    # the same numbers as evaluating the checkpoint with eval.mask_history off by hand
+    result = json.loads((tmp_path / "results" / "beauty" / f"{name}.json").read_text())
+    model, split, _ = load_trained_run(result, result_checkpoint(name, result, required=True))
+    by_hand = evaluate(model, split, "test", dataclasses.replace(cfg.eval, mask_history=False), device="cpu")
+    assert entry["metrics"]["test"]["ndcg@20"] == pytest.approx(by_hand["ndcg@20"], abs=1e-12)
+    with pytest.raises(ValueError, match="unknown rescoring protocol"):
+        collect_sampled("beauty", force=True, progress=False, protocol="sampled50")
+
+
+def test_unmasked_eval_cli_says_what_is_missing(tmp_path, monkeypatch, capsys):
+    from rasr_lib.cli import main
+
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
+    (tmp_path / "results" / "toys").mkdir(parents=True)
+    assert main(["unmasked-eval", "--dataset", "toys"]) == 0
+    assert "nothing to evaluate" in capsys.readouterr().out
+    assert main(["unmasked-eval", "--dataset", "toys", "--runs", "sasrec-bce-full-seed0"]) == 2
+    assert "no committed result sasrec-bce-full-seed0" in capsys.readouterr().err

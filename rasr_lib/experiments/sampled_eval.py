@@ -12,6 +12,11 @@ full-ranking test metrics must equal the committed ones: that checks the checkpo
 Such a number is labelled "full-ranking checkpoint": its epoch was picked on validation
 full-ranking N@20 (N@10 for SAGERec's recipe), not on sampled N@10. A run trained with
 ``--set eval.protocol=sampled100`` replaces it in the tables (:mod:`rasr_lib.report_sagerec`).
+
+The same rescoring answers a protocol question the papers leave open: full ranking *without*
+masking the items the user already interacted with (``unmasked``; written to
+``unmasked-eval.json``), which is how a gap to a paper's row that reports no protocol is checked
+(``rasr_lib.report.PAPER_GAP_NOTES``).
 """
 
 from __future__ import annotations
@@ -33,22 +38,31 @@ log = logging.getLogger(__name__)
 
 OUTPUT_NAME = "sampled-eval.json"
 PROTOCOL = "sampled100"
+# protocol -> (result file, the evaluation settings it changes, the CLI command that writes it)
+RESCORINGS = {
+    "sampled100": ("sampled-eval.json", {"protocol": "sampled100"}, "sampled-eval"),
+    "unmasked": ("unmasked-eval.json", {"mask_history": False}, "unmasked-eval"),
+}
 
 
-def sampled_metrics(result: dict, checkpoint: Path) -> dict:
-    """Validation and test metrics of ``checkpoint``'s best weights under 1 + 100 sampled negatives.
+def sampled_metrics(result: dict, checkpoint: Path, protocol: str = PROTOCOL) -> dict:
+    """Validation and test metrics of ``checkpoint``'s best weights under ``protocol`` (a RESCORINGS key).
 
     ``result`` is a committed full-ranking result (its ``config`` rebuilds data and model).
     Returns ``metrics`` (``{"valid": {...}, "test": {...}}``, Recall/NDCG at the run's ks) and
     ``reproduces_committed`` (the committed full-ranking test metrics come out again to 1e-9).
     """
+    if protocol not in RESCORINGS:
+        raise ValueError(f"unknown rescoring protocol {protocol!r}; expected one of {sorted(RESCORINGS)}")
     cfg = config_from_dict(result["config"])
     if cfg.eval.protocol != "full":
         raise ValueError(f"{result.get('config_hash')}: already evaluated under {cfg.eval.protocol!r}")
     model, split, _ = load_trained_run(result, checkpoint)
     full_test = evaluate(model, split, "test", cfg.eval, device="cpu")
     same = all(abs(full_test[k] - v) < 1e-9 for k, v in result["metrics"]["test"].items() if k in full_test)
-    sampled_cfg = dataclasses.replace(cfg.eval, protocol=PROTOCOL)
+    if protocol == "unmasked" and not cfg.eval.mask_history:
+        raise ValueError(f"{result.get('config_hash')}: already evaluated without the history mask")
+    sampled_cfg = dataclasses.replace(cfg.eval, **RESCORINGS[protocol][1])
     metrics = {}
     for part in ("valid", "test"):
         found = evaluate(model, split, part, sampled_cfg, device="cpu")
@@ -79,17 +93,20 @@ def _candidates(folder: Path, names: list[str] | None) -> list[Path]:
 
 
 def collect_sampled(dataset: str, names: list[str] | None = None, force: bool = False,
-                    progress: bool = True) -> dict:
-    """Add sampled-protocol metrics of committed runs to ``results/<dataset>/sampled-eval.json``.
+                    progress: bool = True, protocol: str = PROTOCOL) -> dict:
+    """Add ``protocol``'s metrics of committed runs to ``results/<dataset>/<RESCORINGS file>``.
 
     ``names`` are result stems (default: every full-ranking run on the original data that has a
     local checkpoint). Runs already in the file are kept unless ``force``. Returns the content.
     """
+    if protocol not in RESCORINGS:
+        raise ValueError(f"unknown rescoring protocol {protocol!r}; expected one of {sorted(RESCORINGS)}")
+    file_name, _, command = RESCORINGS[protocol]
     folder = results_dir() / dataset
-    out_path = folder / OUTPUT_NAME
+    out_path = folder / file_name
     store = (json.loads(out_path.read_text(encoding="utf-8")) if out_path.exists()
-             else {"analysis": "sampled-eval", "dataset": dataset, "protocol": PROTOCOL, "runs": {}})
-    for path in tqdm(_candidates(folder, names), desc="sampled eval", unit="run",
+             else {"analysis": command, "dataset": dataset, "protocol": protocol, "runs": {}})
+    for path in tqdm(_candidates(folder, names), desc=command, unit="run",
                      disable=not progress, leave=False):
         if path.stem in store["runs"] and not force:
             continue
@@ -98,7 +115,7 @@ def collect_sampled(dataset: str, names: list[str] | None = None, force: bool = 
         if checkpoint is None:
             continue
         started = time.perf_counter()
-        entry = sampled_metrics(result, checkpoint)
+        entry = sampled_metrics(result, checkpoint, protocol)
         if not entry["reproduces_committed"]:
             log.warning("%s: the checkpoint does not reproduce the committed test metrics; not kept",
                         path.stem)
@@ -110,10 +127,10 @@ def collect_sampled(dataset: str, names: list[str] | None = None, force: bool = 
                       "checkpoint": str(checkpoint.relative_to(runs_dir())),
                       "seconds": round(time.perf_counter() - started, 1)})
         store["runs"][path.stem] = entry
-        log.info("%s: sampled test N@10 %.4f", path.stem, entry["metrics"]["test"]["ndcg@10"])
+        log.info("%s: %s test N@10 %.4f", path.stem, protocol, entry["metrics"]["test"]["ndcg@10"])
     if not store["runs"]:
         return store  # nothing evaluated: write no file
-    store["command"] = f"python -m rasr_lib sampled-eval --dataset {dataset}"
+    store["command"] = f"python -m rasr_lib {command} --dataset {dataset}"
     store["git_commit"] = git_commit()
     write_json(store, out_path)
     return store
