@@ -128,9 +128,8 @@ def collect_sampled(dataset: str, names: list[str] | None = None, force: bool = 
                       "seconds": round(time.perf_counter() - started, 1)})
         store["runs"][path.stem] = entry
         log.info("%s: %s test N@10 %.4f", path.stem, protocol, entry["metrics"]["test"]["ndcg@10"])
-    if not store["runs"]:
-        return store  # nothing evaluated: write no file
-    store["command"] = f"python -m rasr_lib {command} --dataset {dataset}"
-    store["git_commit"] = git_commit()
-    write_json(store, out_path)
+        # after every run, so a later run's missing checkpoint cannot cost the ones already scored
+        store["command"] = f"python -m rasr_lib {command} --dataset {dataset}"
+        store["git_commit"] = git_commit()
+        write_json(store, out_path)
     return store
