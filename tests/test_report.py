@@ -280,3 +280,17 @@ def test_record_remembers_what_this_process_recorded(monkeypatch):
     monkeypatch.setattr(report, "RECORDED", {})
     record("a/b", np.int64(3))
     assert report.RECORDED == {"a/b": 3} and type(report.RECORDED["a/b"]) is int
+
+
+def test_a_gap_note_that_cites_unmasked_eval_quotes_its_numbers():
+    """A note citing ``unmasked-eval`` gives that file's test metrics, to 4 decimals, for the run it names."""
+    from rasr_lib.runtime import REPO_ROOT
+
+    cited = {key: note for key, note in report.PAPER_GAP_NOTES.items() if "unmasked-eval" in note}
+    assert cited  # the ML-1M SASRec note
+    for (dataset, _, _, _), note in cited.items():
+        store = json.loads((REPO_ROOT / "results" / dataset / "unmasked-eval.json").read_text())
+        run = next(name for name in store["runs"] if name in note)
+        test = store["runs"][run]["metrics"]["test"]
+        for metric in ("recall@10", "ndcg@10", "ndcg@20"):
+            assert f"{test[metric]:.4f}"[1:] in note, (dataset, run, metric)
