@@ -164,6 +164,25 @@ def _best_group(cells: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return ranked.drop_duplicates(keys).drop(columns="_ep")
 
 
+def budget_level(cells: pd.DataFrame) -> pd.Series:
+    """Rank of each regenerated row's generator budget: inf at its method's paper epochs, else the epochs."""
+    paper = cells["gen_epochs"] == cells["data"].map(GENERATOR_DEFAULT_EPOCHS)
+    return cells["gen_epochs"].astype(float).mask(paper, math.inf)
+
+
+def _matched_budgets(cells: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``cells`` with DR4SR and RaSR kept, per ``keys``, at the largest budget level they share (if any)."""
+    level = budget_level(cells)
+    keep = pd.Series(True, index=cells.index)
+    for _, group in cells.groupby(keys, dropna=False, sort=False):
+        shared = (set(level[group.index[group["data"] == "dr4sr"]].dropna())
+                  & set(level[group.index[group["data"] == "rasr"]].dropna()))
+        if shared:
+            regenerated = group.index[group["data"].isin(["dr4sr", "rasr"])]
+            keep[regenerated] = level[regenerated] == max(shared)
+    return cells[keep]
+
+
 # --------------------------------------------------------------------------- Table 1
 
 
@@ -221,16 +240,18 @@ def table1_cells(
 def claim_check(cells: pd.DataFrame, metrics: Iterable[str] = ("ndcg@20", "recall@20")) -> pd.DataFrame:
     """Per (source, model, loss, metric): the three variants' values and whether RaSR > DR4SR > original holds.
 
-    Where a (model, loss) has several rows of a variant (different generator epochs), the one
-    with the most generator epochs (then seeds) is used. A comparison with a missing side is
-    ``<NA>``; ``holds`` is ``<NA>`` unless all three variants are present.
+    DR4SR and RaSR are compared at the same generator budget: the largest that both have for a
+    (model, loss), where each method's paper epochs (40 and 100) count as one budget, above any
+    number. Where they share none, each variant's row with the most generator epochs (then
+    seeds) is used. A comparison with a missing side is ``<NA>``; ``holds`` is ``<NA>`` unless
+    all three variants are present.
     """
     keys = ["source", "model", "loss"]
-    columns = [*keys, "metric", *DATA_VARIANTS, "rasr_gen_epochs",
+    columns = [*keys, "metric", *DATA_VARIANTS, "dr4sr_gen_epochs", "rasr_gen_epochs",
                "dr4sr > original", "rasr > original", "rasr > dr4sr", "holds"]
     if cells.empty:
         return pd.DataFrame(columns=columns)
-    best = _best_group(cells, [*keys, "data"])
+    best = _best_group(_matched_budgets(cells, keys), [*keys, "data"])
     out = []
     for m in metrics:
         wide = best.set_index([*keys, "data"])[m].astype(float).unstack("data")
@@ -239,8 +260,9 @@ def claim_check(cells: pd.DataFrame, metrics: Iterable[str] = ("ndcg@20", "recal
         wide["metric"] = m
         out.append(wide)
     table = pd.concat(out, ignore_index=True)
-    gen = best[best["data"] == "rasr"].set_index(keys)["gen_epochs"]
-    table["rasr_gen_epochs"] = table.set_index(keys).index.map(gen.to_dict()).astype(float)
+    for data in ("dr4sr", "rasr"):
+        gen = best[best["data"] == data].set_index(keys)["gen_epochs"]
+        table[f"{data}_gen_epochs"] = table.set_index(keys).index.map(gen.to_dict()).astype(float)
 
     def gt(a: str, b: str) -> pd.Series:
         """a > b as nullable booleans (NA where a side is missing)."""
@@ -286,7 +308,12 @@ def claim_sentences(claims: pd.DataFrame, source: str = "ours") -> str:
                 text = f"{name}: {NOT_RUN}"
             parts.append(text)
         name = model if loss == "-" else f"{model}, {loss}"
-        lines.append(f"- **{name}** — " + "; ".join(parts) + ".")
+        first = group.iloc[0]
+        budgets = [f"{DATA_LABELS[d]} {first[f'{d}_gen_epochs']:.0f}"
+                   + (" (the paper's)" if first[f"{d}_gen_epochs"] == GENERATOR_DEFAULT_EPOCHS[d] else "")
+                   for d in ("dr4sr", "rasr") if pd.notna(first.get(f"{d}_gen_epochs", math.nan))]
+        budget = f" Generator epochs: {', '.join(budgets)}." if budgets else ""
+        lines.append(f"- **{name}** — " + "; ".join(parts) + "." + budget)
     return "\n".join(lines)
 
 

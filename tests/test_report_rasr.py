@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -399,3 +400,25 @@ def test_sensitivity_verdict_without_runs_says_so():
     text = rr.sensitivity_verdict(cov, df, "beauty")
     assert "1 setting(s) committed, no range yet" in text and "cannot be set against" in text
     assert "against the original data" not in text
+
+
+def test_claim_check_compares_dr4sr_and_rasr_at_a_shared_budget():
+    def cell(data, epochs, ndcg):
+        return {"dataset": "beauty", "model": "sasrec", "loss": "bce", "data": data, "source": "ours",
+                "protocol": "full ranking", "gen_epochs": epochs, "seeds": 1, "ndcg@20": ndcg}
+
+    rows = [cell("original", math.nan, 0.030), cell("dr4sr", 5.0, 0.031), cell("dr4sr", 40.0, 0.036),
+            cell("rasr", 5.0, 0.032), cell("rasr", 50.0, 0.033)]
+    claims = rr.claim_check(pd.DataFrame(rows), metrics=["ndcg@20"]).iloc[0]
+    # DR4SR's 40 is its paper budget and RaSR's 50 is not theirs: the shared budget is 5 epochs
+    assert (claims["dr4sr_gen_epochs"], claims["rasr_gen_epochs"]) == (5.0, 5.0)
+    assert (claims["dr4sr"], claims["rasr"]) == (0.031, 0.032) and bool(claims["holds"])
+    rows.append(cell("rasr", 100.0, 0.035))  # both at their paper budgets now
+    claims = rr.claim_check(pd.DataFrame(rows), metrics=["ndcg@20"]).iloc[0]
+    assert (claims["dr4sr_gen_epochs"], claims["rasr_gen_epochs"]) == (40.0, 100.0)
+    assert (claims["dr4sr"], claims["rasr"]) == (0.036, 0.035) and not bool(claims["holds"])
+    no_shared = [r for r in rows if not (r["data"] == "rasr" and r["gen_epochs"] in (5.0, 100.0))]
+    claims = rr.claim_check(pd.DataFrame(no_shared), metrics=["ndcg@20"]).iloc[0]
+    assert (claims["dr4sr_gen_epochs"], claims["rasr_gen_epochs"]) == (40.0, 50.0)  # most epochs each
+    text = rr.claim_sentences(rr.claim_check(pd.DataFrame(rows), metrics=["ndcg@20"]))
+    assert "Generator epochs: DR4SR 40 (the paper's), RaSR 100 (the paper's)." in text
