@@ -117,19 +117,18 @@ def build_parser() -> argparse.ArgumentParser:
     strength.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
     strength.add_argument("--force", action="store_true", help="remeasure runs already in graph-strength.json")
 
-    sampled = sub.add_parser("sampled-eval", help="evaluate committed full-ranking runs again under 1 + 100 "
-                             "sampled negatives from their local checkpoints (SAGERec Tables 3/4)")
-    sampled.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
-    sampled.add_argument("--runs", nargs="*",
-                         help="result names (default: every full-ranking run on the original data with a checkpoint)")
-    sampled.add_argument("--force", action="store_true", help="re-evaluate runs already in sampled-eval.json")
-
-    unmasked = sub.add_parser("unmasked-eval", help="evaluate committed full-ranking runs again without masking "
-                              "the user's earlier items, from their local checkpoints (a protocol check)")
-    unmasked.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
-    unmasked.add_argument("--runs", nargs="*",
-                          help="result names (default: every full-ranking run on the original data with a checkpoint)")
-    unmasked.add_argument("--force", action="store_true", help="re-evaluate runs already in unmasked-eval.json")
+    rescorings = {
+        "sampled-eval": ("under 1 + 100 sampled negatives from their local checkpoints (SAGERec Tables 3/4)",
+                         "sampled-eval.json"),
+        "unmasked-eval": ("without masking the user's earlier items, from their local checkpoints (a protocol "
+                          "check)", "unmasked-eval.json"),
+    }
+    for command, (how, file_name) in rescorings.items():
+        rescore = sub.add_parser(command, help=f"evaluate committed full-ranking runs again {how}")
+        rescore.add_argument("--dataset", default="beauty", choices=sorted(set(DATASET_ALIASES.values())))
+        rescore.add_argument("--runs", nargs="*", help="result names (default: every full-ranking run on the "
+                             "original data with a checkpoint)")
+        rescore.add_argument("--force", action="store_true", help=f"re-evaluate runs already in {file_name}")
 
     nbs = sub.add_parser("notebooks", help="execute the book's notebooks with papermill for one dataset")
     nbs.add_argument("--dataset", default="beauty")
