@@ -390,6 +390,20 @@ def load_config(
     if cfg.train.lr_step_every < 0 or not 0.0 < cfg.train.lr_step_factor <= 1.0:
         raise ValueError(f"train.lr_step_every must be >= 0 and train.lr_step_factor in (0, 1], got "
                          f"{cfg.train.lr_step_every} and {cfg.train.lr_step_factor}")
+    positive = {"train.epochs": cfg.train.epochs, "train.batch_size": cfg.train.batch_size,
+                "train.patience": cfg.train.patience, "train.eval_every": cfg.train.eval_every,
+                "train.lr": cfg.train.lr, "data.max_len": cfg.data.max_len, "regen.window": cfg.regen.window,
+                "regen.decay": cfg.regen.decay, "regen.semantic_k": cfg.regen.semantic_k,
+                "eval.batch_size": cfg.eval.batch_size, "eval.n_negatives": cfg.eval.n_negatives}
+    bad = [f"{key} = {value} (must be > 0)" for key, value in positive.items() if not value > 0]
+    if not all(k > 0 for k in cfg.eval.ks):
+        bad.append(f"eval.ks = {cfg.eval.ks} (each must be > 0)")
+    if cfg.regen.generator_epochs < 0:
+        bad.append(f"regen.generator_epochs = {cfg.regen.generator_epochs} (must be >= 0; 0 = the method's own)")
+    if bad:
+        raise ValueError("out of range: " + "; ".join(bad))
+    if not (cfg.device in ("auto", "cpu") or cfg.device.startswith("cuda")):
+        raise ValueError(f"unknown device {cfg.device!r}; choose from auto, cpu, cuda (or cuda:N)")
     if cfg.sagerec.graph not in SAGEREC_GRAPHS:
         raise ValueError(f"unknown sagerec.graph {cfg.sagerec.graph!r}; choose from {SAGEREC_GRAPHS}")
     if cfg.sagerec.adj_norm not in SAGEREC_NORMS:

@@ -1,5 +1,7 @@
 """Config layering, overrides, hashing."""
 
+import re
+
 import pytest
 
 from rasr_lib.config import config_hash, load_config
@@ -46,3 +48,23 @@ def test_hash_ignores_device_but_not_settings():
     assert config_hash(a) == config_hash(b)
     assert config_hash(a) != config_hash(c)
     assert len(config_hash(a)) == 10
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"train.epochs": -1}, "train.epochs = -1"),
+    ({"train.lr": 0.0, "regen.window": 0}, "train.lr = 0.0 (must be > 0); regen.window = 0"),
+    ({"regen.generator_epochs": -5}, "regen.generator_epochs = -5"),
+    ({"eval.ks": (10, 0)}, "eval.ks"),
+    ({"device": "tpu"}, "unknown device 'tpu'"),
+])
+def test_out_of_range_settings_are_named(override, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config("beauty", "quick", override)
+    assert load_config("beauty", "quick", {"device": "cuda:1", "regen.generator_epochs": 0}).device == "cuda:1"
+
+
+def test_the_cli_turns_a_bad_setting_into_one_line(capsys):
+    from rasr_lib.cli import main
+
+    assert main(["train", "--profile", "quick", "--set", "train.epochs=0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: out of range: train.epochs = 0 (must be > 0)"
