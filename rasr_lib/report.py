@@ -149,7 +149,7 @@ PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
     ("ml-1m", "sasrec", "bce", _RASR_T1): (
         "Ours is above RaSR's row (N@10 +22 %, R@10 +15 %, N@20 +18 %). Checked: the same checkpoint "
         "(sasrec-bce-full-seed0, max_len 50 as RaSR states for every dataset) ranked without masking the "
-        "user's earlier items (`python -m rasr_lib unmasked-eval --dataset ml-1m`, results/<dataset>/"
+        "user's earlier items (`python -m rasr_lib unmasked-eval --dataset ml-1m`, results/ml-1m/"
         "unmasked-eval.json) gives R@10 .1354, N@10 .0593, N@20 .0825, below RaSR's .1740/.0878/.1129: "
         "RaSR's row lies between our two protocols. An ML-1M user has rated 165 of the 3,416 films on "
         "average, so masking them removes the likeliest candidates and moves every metric by 26-45 % "

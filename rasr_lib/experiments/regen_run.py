@@ -183,6 +183,7 @@ def run_regeneration(
     stop before it and :class:`OutOfTime` is raised; the same call resumes from their checkpoints.
     """
     from rasr_lib.data import load_dataset
+    from rasr_lib.experiments.train_run import describe_device
 
     folder = regen_dir(cfg)
     out_path, summary_path = folder / "regenerated.npz", folder / "summary.json"
@@ -192,8 +193,6 @@ def run_regeneration(
         return regenerated, json.loads(summary_path.read_text())
     folder.mkdir(parents=True, exist_ok=True)
     dataset = dataset if dataset is not None else load_dataset(cfg.data.dataset, max_users=cfg.data.max_users)
-    from rasr_lib.experiments.train_run import describe_device
-
     device = get_device(cfg.device)
     gen_cfg = regen_generator_config(cfg)
     timings: dict[str, float] = {}

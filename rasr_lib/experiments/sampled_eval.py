@@ -57,11 +57,11 @@ def sampled_metrics(result: dict, checkpoint: Path, protocol: str = PROTOCOL) ->
     cfg = config_from_dict(result["config"])
     if cfg.eval.protocol != "full":
         raise ValueError(f"{result.get('config_hash')}: already evaluated under {cfg.eval.protocol!r}")
+    if protocol == "unmasked" and not cfg.eval.mask_history:
+        raise ValueError(f"{result.get('config_hash')}: already evaluated without the history mask")
     model, split, _ = load_trained_run(result, checkpoint)
     full_test = evaluate(model, split, "test", cfg.eval, device="cpu")
     same = all(abs(full_test[k] - v) < 1e-9 for k, v in result["metrics"]["test"].items() if k in full_test)
-    if protocol == "unmasked" and not cfg.eval.mask_history:
-        raise ValueError(f"{result.get('config_hash')}: already evaluated without the history mask")
     sampled_cfg = dataclasses.replace(cfg.eval, **RESCORINGS[protocol][1])
     metrics = {}
     for part in ("valid", "test"):
