@@ -11,8 +11,9 @@ set -euo pipefail
 DATASET=${1:-beauty}
 METHOD=${2:-rasr}
 PY=${PY:-.venv/bin/python}
-rm -rf .gpu && mkdir -p .gpu
-PYTHONPATH=$PWD "$PY" - "$DATASET" "$METHOD" <<'EOF'
+CARRY=${CARRY:-.gpu}  # another folder only for tests: the call carries .gpu
+rm -rf "$CARRY" && mkdir -p "$CARRY"
+PYTHONPATH=$PWD "$PY" - "$DATASET" "$METHOD" "$CARRY" <<'EOF'
 import gzip
 import shutil
 import sys
@@ -27,9 +28,9 @@ from rasr_lib.experiments.train_run import run_dir
 from rasr_lib.rasr.embeddings import embedding_cache_path, item_prompts
 from rasr_lib.runtime import runs_dir
 
-dataset, method = sys.argv[1], sys.argv[2]
+dataset, method, carry = sys.argv[1:4]
 cfg = load_config(dataset, "full", {"regen.method": method})
-root, out = runs_dir(), Path(".gpu")
+root, out = runs_dir(), Path(carry)
 wanted = []
 if method == "rasr":
     npy = embedding_cache_path(item_prompts(load_dataset(dataset)))
@@ -58,8 +59,8 @@ lines.append(f"{(pre / 'checkpoint.pt').relative_to(root)}\tpretrain-checkpoint.
 (out / "manifest.txt").write_text("\n".join(lines) + "\n")
 print(f"{dataset} {method}: pipeline {regen_dir(cfg).relative_to(root)}")
 EOF
-cat .gpu/manifest.txt
+cat "$CARRY/manifest.txt"
 tree=$(git ls-files -z | xargs -0 du -cb | tail -1 | cut -f1)
-carried=$(du -cb .gpu | tail -1 | cut -f1)
+carried=$(du -cb "$CARRY" | tail -1 | cut -f1)
 echo "working tree $((tree / 1048576)) MiB + .gpu $((carried / 1048576)) MiB (limit 64 MiB)"
 [ $((tree + carried)) -lt $((62 * 1048576)) ] || echo "warning: too close to the 64 MiB limit for one call"

@@ -28,19 +28,20 @@ EXTRA=${EXTRA:-}
 BENCH_MODELS=${BENCH_MODELS:-}  # default: every backbone
 DECODE_S=${DECODE_S:-60}  # seconds left for decoding after the generator
 RUNS=${RUNS:-$PWD/runs}
+CARRY=${CARRY:-.gpu}  # what scripts/gpu_carry.sh packed
 BACK=$(mktemp -d)/back
 mkdir -p "$OUT" "$BACK"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg HF_HUB_OFFLINE=1
 left() { local s=$((T0 + BUDGET_S - $(date +%s) - ${1:-0})); echo $((s > 1 ? s : 1)); }
 
-if [ -f .gpu/manifest.txt ]; then  # written by scripts/gpu_carry.sh: <path under runs/> TAB <file>
+if [ -f "$CARRY/manifest.txt" ]; then  # <path under runs/> TAB <file in $CARRY>
     while IFS=$'\t' read -r dest file; do
         mkdir -p "$RUNS/$(dirname "$dest")"
         case $file in
-            *.gz) gunzip -c ".gpu/$file" > "$RUNS/$dest" ;;
-            *) cp ".gpu/$file" "$RUNS/$dest" ;;
+            *.gz) gunzip -c "$CARRY/$file" > "$RUNS/$dest" ;;
+            *) cp "$CARRY/$file" "$RUNS/$dest" ;;
         esac
-    done < .gpu/manifest.txt
+    done < "$CARRY/manifest.txt"
 fi
 
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
