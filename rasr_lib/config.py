@@ -239,7 +239,7 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     # SAGERec §5.3 (d = 50, 2 pre-LN blocks, ReLU FFN, batch 128, early stopping on N@10, L2 1e-5,
     # lr x0.1 after 5 epochs without improvement, negatives the user has not seen). Not in the
     # paper, chosen as in the SASRec paper: FFN width d, dropout 0.5 (sparse data), 2 heads.
-    # ML-1M uses max_len 165 there: pass --set data.max_len=165.
+    # ML-1M uses max_len 165 there (DATASET_MODEL_DEFAULTS).
     "sagerec": {
         "model.hidden_dim": 50, "model.num_layers": 2, "model.num_heads": 2, "model.inner_dim": 50,
         "model.dropout": 0.5, "model.activation": "relu", "model.layer_norm": "pre",
@@ -287,6 +287,12 @@ MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     # SINE (RecBole's defaults: d = 64, full-softmax CE; no dropout in the model); L, K, tau,
     # lambda in cfg.sine.
     "sine": {"model.hidden_dim": 64, "train.loss": "ce"},
+}
+
+# A model's recipe on one dataset where its paper departs from its default there: layered after
+# MODEL_DEFAULTS, so such a run is the model's own recipe (no "-o" in its result name).
+DATASET_MODEL_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("ml-1m", "sagerec"): {"data.max_len": 165},  # SAGERec §5.3 (50 on Beauty and Toys)
 }
 
 # Model-specific config sections: a section enters the config hash only for the models listed.
@@ -379,6 +385,7 @@ def load_config(
     cfg = ExperimentConfig(profile=profile)
     cfg = apply_overrides(cfg, {"data.dataset": name, "model.name": model})
     cfg = apply_overrides(cfg, MODEL_DEFAULTS[model])
+    cfg = apply_overrides(cfg, DATASET_MODEL_DEFAULTS.get((name, model), {}))
     cfg = apply_overrides(cfg, PROFILES[profile])
     cfg = apply_overrides(cfg, overrides)
     if cfg.regen.method not in REGEN_METHODS:

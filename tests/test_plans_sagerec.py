@@ -86,6 +86,13 @@ def test_ml1m_sagerec_cells_use_the_papers_max_len():
     assert mine["A full"].data.max_len == 200
     beauty = plan_configs("sagerec-table5", dataset="beauty")
     assert {c.data.max_len for _, c in beauty} == {50}
+    # 165 is SAGERec's recipe on ML-1M, not a departure from it: its result has the plain name
+    from rasr_lib.experiments.train_run import recipe_overrides, run_name
+
+    assert load_config("ml-1m", "full", model="sagerec").data.max_len == 165
+    assert recipe_overrides(t3["sagerec/full/seed0"]) == {}
+    assert run_name(t3["sagerec/full/seed0"]) == "sagerec-bce-full-seed0"
+    assert run_name(mine["A full"]).startswith("sagerec-bce-full-seed0-o")
 
 
 def test_rasr_plans_unchanged_and_encoder_plan_pairs_each_backbone_with_its_graph_version():

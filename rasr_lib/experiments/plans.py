@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from rasr_lib.config import DATASET_ALIASES, MODEL_DEFAULTS, ExperimentConfig, load_config
+from rasr_lib.config import MODEL_DEFAULTS, ExperimentConfig, load_config
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ SAGEREC_ABLATIONS = {  # SAGERec Table 5: each variant changes one switch of Sag
     "D random graph": {"sagerec.graph": "random"},
     "E w/o position": {"sagerec.position": False},
 }
-SAGEREC_ML1M_MAX_LEN = 165  # §5.3: SAGERec's maximum length on ML-1M (50 on Beauty and Toys)
 # §5.6: the semantic graph module under other encoders, before/after (model.semantic_graph).
 SAGEREC_ENCODER_MODELS = ("gru4rec", "bert4rec", "cl4srec")
 SAGEREC_PLANS = ("sagerec-table3", "sagerec-table5", "sagerec-encoder")
@@ -72,8 +71,8 @@ def plan_configs(
     """The cells of ``plan`` (one of :data:`PLANS`) as (label, config).
 
     ``seed`` is the base seed: ``sagerec-table3`` runs seeds ``seed .. seed + 4``, every other
-    plan runs ``seed`` alone. SAGERec cells on ML-1M use max_len 165 (§5.3) unless
-    ``overrides`` set ``data.max_len``.
+    plan runs ``seed`` alone. SAGERec cells on ML-1M use max_len 165 (§5.3; its recipe there, in
+    :data:`~rasr_lib.config.DATASET_MODEL_DEFAULTS`) unless ``overrides`` set ``data.max_len``.
     """
     base = {"seed": seed, **(overrides or {})}
 
@@ -93,9 +92,7 @@ def plan_configs(
                 + [(f"decay {d:g}", cfg(**{"regen.method": "rasr", "regen.decay": d})) for d in FIG5_DECAYS])
 
     def sagerec_cfg(**extra) -> ExperimentConfig:
-        if DATASET_ALIASES.get(dataset.lower()) == "ml-1m" and "data.max_len" not in base:
-            extra = {"data.max_len": SAGEREC_ML1M_MAX_LEN, **extra}
-        return cfg("sagerec", **extra)
+        return cfg("sagerec", **extra)  # on ML-1M its recipe has max_len 165 (DATASET_MODEL_DEFAULTS)
 
     if plan == "sagerec-table3":
         seeds = range(seed, seed + SAGEREC_N_SEEDS)
