@@ -170,17 +170,20 @@ def budget_level(cells: pd.DataFrame) -> pd.Series:
     return cells["gen_epochs"].astype(float).mask(paper, math.inf)
 
 
+def _at_shared_budget(group: pd.DataFrame) -> pd.Series:
+    """Bool per row of one (model, loss): False for DR4SR/RaSR rows off the largest budget level both have."""
+    level = budget_level(group)
+    shared = set(level[group["data"] == "dr4sr"].dropna()) & set(level[group["data"] == "rasr"].dropna())
+    regenerated = group["data"].isin(["dr4sr", "rasr"])
+    return ~regenerated | (level == max(shared)) if shared else pd.Series(True, index=group.index)
+
+
 def _matched_budgets(cells: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """``cells`` with DR4SR and RaSR kept, per ``keys``, at the largest budget level they share (if any)."""
-    level = budget_level(cells)
-    keep = pd.Series(True, index=cells.index)
-    for _, group in cells.groupby(keys, dropna=False, sort=False):
-        shared = (set(level[group.index[group["data"] == "dr4sr"]].dropna())
-                  & set(level[group.index[group["data"] == "rasr"]].dropna()))
-        if shared:
-            regenerated = group.index[group["data"].isin(["dr4sr", "rasr"])]
-            keep[regenerated] = level[regenerated] == max(shared)
-    return cells[keep]
+    if cells.empty:
+        return cells
+    keep = pd.concat([_at_shared_budget(group) for _, group in cells.groupby(keys, dropna=False, sort=False)])
+    return cells[keep.reindex(cells.index).astype(bool)]
 
 
 # --------------------------------------------------------------------------- Table 1
@@ -511,10 +514,19 @@ def _epochs_note(epochs: pd.Series) -> str:
 
 
 def history_runs(runs: pd.DataFrame, model: str, loss: str) -> dict[str, pd.Series]:
-    """Per data variant, the default-settings run whose curve Fig. 2 draws: most generator epochs, then lowest seed."""
+    """Per data variant, the default-settings run whose curve Fig. 2 draws.
+
+    DR4SR and RaSR at the largest generator budget both have (as :func:`claim_check`), else each
+    at its most generator epochs; then the lowest seed.
+    """
+    hits = [select_runs(runs, data, model, loss) for data in DATA_VARIANTS] if not runs.empty else []
+    hits = pd.concat([h for h in hits if not h.empty]) if any(not h.empty for h in hits) else pd.DataFrame()
+    if hits.empty:
+        return {}
+    hits = hits[_at_shared_budget(hits)]
     picked = {}
     for data in DATA_VARIANTS:
-        hit = select_runs(runs, data, model, loss) if not runs.empty else runs
+        hit = hits[hits["data"] == data]
         if hit.empty:
             continue
         hit = hit.assign(_ep=hit["gen_epochs"].fillna(-1)).sort_values(["_ep", "seed"], ascending=[False, True])
@@ -568,16 +580,40 @@ def plot_convergence_grid(
     return fig
 
 
+def _at_common_budget(groups: Mapping[Any, pd.DataFrame]) -> dict[Any, pd.Series]:
+    """One row per point of a figure, every point at one generator budget where it has it.
+
+    ``groups`` maps a point to its mean rows, one per generator budget (``gen_epochs``). The
+    budget is the one most points have (ties: the larger), so a sweep compares like with like;
+    a point without it shows its most generator epochs (the figure's epochs note then gives a
+    range).
+    """
+    counts = pd.Series([e for g in groups.values() for e in g["gen_epochs"].fillna(-1).unique()])
+    if counts.empty:
+        return {}
+    tally = counts.value_counts()
+    common = max(tally.index, key=lambda e: (tally[e], e))
+    picked = {}
+    for point, group in groups.items():
+        at = group[group["gen_epochs"].fillna(-1) == common]
+        best = _best_group(at if not at.empty else group, ["model"])
+        if not best.empty:
+            picked[point] = best.iloc[0]
+    return picked
+
+
 def _regen_points(
     runs: pd.DataFrame, model: str, loss: str, key: str, values: Iterable[Any], metrics: list[str],
 ) -> pd.DataFrame:
     """Mean metrics of the RaSR runs at the defaults with ``key`` set to each of ``values`` (present ones only)."""
-    rows = []
+    groups = {}
     for v in values:
         hit = select_runs(runs, "rasr", model, loss, {key: v}) if not runs.empty else runs
-        means = _best_group(_mean_over_seeds(hit, ["model"], metrics), ["model"])
+        means = _mean_over_seeds(hit, ["model"], metrics)
         if not means.empty:
-            rows.append({"value": v, **means.iloc[0][["gen_epochs", "seeds", *metrics]].to_dict()})
+            groups[v] = means
+    rows = [{"value": v, **row[["gen_epochs", "seeds", *metrics]].to_dict()}
+            for v, row in _at_common_budget(groups).items()]
     return pd.DataFrame(rows, columns=["value", "gen_epochs", "seeds", *metrics])
 
 
@@ -598,12 +634,13 @@ def plot_ablation(
     metrics = list(metrics)
     runs = experiment_runs(df, dataset, profile)
     variants = {label: {k.removeprefix("regen."): v for k, v in over.items()} for label, over in FIG3_ABLATIONS.items()}
-    points = {}
+    groups = {}
     for label, over in variants.items():
         hit = select_runs(runs, "rasr", model, loss, over) if not runs.empty else runs
-        means = _best_group(_mean_over_seeds(hit, ["model"], metrics), ["model"])
+        means = _mean_over_seeds(hit, ["model"], metrics)
         if not means.empty:
-            points[label] = means.iloc[0]
+            groups[label] = means
+    points = _at_common_budget(groups)
     original = _original_point(runs, model, loss, metrics)
     fig = Figure(figsize=(4.2 * len(metrics), 3.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(metrics), squeeze=False)[0])

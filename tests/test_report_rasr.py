@@ -422,3 +422,33 @@ def test_claim_check_compares_dr4sr_and_rasr_at_a_shared_budget():
     assert (claims["dr4sr_gen_epochs"], claims["rasr_gen_epochs"]) == (40.0, 50.0)  # most epochs each
     text = rr.claim_sentences(rr.claim_check(pd.DataFrame(rows), metrics=["ndcg@20"]))
     assert "Generator epochs: DR4SR 40 (the paper's), RaSR 100 (the paper's)." in text
+
+
+def test_fig2_draws_dr4sr_and_rasr_at_their_shared_budget(tmp_path):
+    root = tmp_path / "results"
+    _write_run(root, ndcg20=0.040)
+    _write_run(root, data="dr4sr", ndcg20=0.043, gen_epochs=0)  # its paper budget (40): RaSR has no 100 yet
+    _write_run(root, data="dr4sr", ndcg20=0.041, gen_epochs=5)
+    _write_run(root, data="rasr", ndcg20=0.042, gen_epochs=5)
+    runs = rr.experiment_runs(load_results(root), "beauty", "full")
+    picked = rr.history_runs(runs, "sasrec", "bce")
+    assert {d: r["gen_epochs"] for d, r in picked.items() if d != "original"} == {"dr4sr": 5.0, "rasr": 5.0}
+    legend = [t.get_text() for t in rr.plot_convergence(load_results(root), "beauty", results_dir=root)
+              .axes[0].get_legend().get_texts()]
+    assert legend == ["original data", "DR4SR, gen. 5 ep.", "RaSR, gen. 5 ep."]
+
+
+def test_a_sweep_draws_every_point_at_the_budget_most_points_have(tmp_path):
+    root = tmp_path / "results"
+    _write_run(root, ndcg20=0.040)
+    _write_run(root, data="rasr", ndcg20=0.050, gen_epochs=0)  # the default window at the paper's 100 epochs
+    for window, value in ((2, 0.041), (3, 0.042), (4, 0.043)):
+        _write_run(root, data="rasr", ndcg20=value, gen_epochs=5, window=window)
+    runs = rr.experiment_runs(load_results(root), "beauty", "full")
+    points = rr._regen_points(runs, "sasrec", "bce", "window", [2, 3, 4, 5], ["ndcg@20"])
+    assert points["gen_epochs"].tolist() == [5.0, 5.0, 5.0] and points["ndcg@20"].tolist() == [0.041, 0.042, 0.043]
+    _write_run(root, data="rasr", ndcg20=0.044, gen_epochs=0, window=3)
+    _write_run(root, data="rasr", ndcg20=0.045, gen_epochs=0, window=4)
+    runs = rr.experiment_runs(load_results(root), "beauty", "full")
+    points = rr._regen_points(runs, "sasrec", "bce", "window", [2, 3, 4], ["ndcg@20"])
+    assert points["gen_epochs"].tolist() == [100.0] * 3 and points["ndcg@20"].tolist() == [0.050, 0.044, 0.045]
