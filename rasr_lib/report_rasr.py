@@ -371,21 +371,33 @@ def plan_pipelines(dataset: str, profile: str = "full") -> pd.DataFrame:
 def plan_coverage(df: pd.DataFrame, dataset: str, profile: str = "full") -> pd.DataFrame:
     """Every plan cell with the runs that fill it: seeds, generator epochs, device, mean wall hours, R@20, N@20.
 
-    ``wall_time_h`` is the run's own wall time: it includes the regeneration stages that run
-    computed itself, and nothing for a pipeline it found finished (cells share pipelines).
+    A figure's cells (Figs. 3-5) are read at the generator budget most of them have, as the
+    figures draw them; a Table 1 cell at its most generator epochs. ``wall_time_h`` is the run's
+    own wall time: it includes the regeneration stages that run computed itself, and nothing for
+    a pipeline it found finished (cells share pipelines).
     """
     runs = experiment_runs(df, dataset, profile)
-    out = []
-    for cell in plan_cells(dataset, profile).to_dict("records"):
-        hit = select_runs(runs, cell["data"], cell["model"], cell["loss"], cell["regen"]) if not runs.empty \
+    cells = plan_cells(dataset, profile).to_dict("records")
+    hits, groups = {}, {}
+    for i, cell in enumerate(cells):
+        hits[i] = select_runs(runs, cell["data"], cell["model"], cell["loss"], cell["regen"]) if not runs.empty \
             else runs
-        means = _best_group(_mean_over_seeds(hit, ["model"], ("recall@20", "ndcg@20")), ["model"])
+        means = _mean_over_seeds(hits[i], ["model"], ("recall@20", "ndcg@20"))
+        if not means.empty:
+            groups.setdefault(cell["plan"], {})[i] = means
+    chosen = {}  # a figure's points at one budget (as the figures draw them); Table 1 cells at their most epochs
+    for plan, plan_groups in groups.items():
+        chosen |= (_at_common_budget(plan_groups) if plan != "table1" else
+                   {i: _best_group(g, ["model"]).iloc[0] for i, g in plan_groups.items()})
+    out = []
+    for i, cell in enumerate(cells):
+        hit = hits[i]
         row = {k: cell[k] for k in ("plan", "cell", "model", "loss", "data")}
-        if means.empty:
+        if i not in chosen:
             row.update(committed=False, seeds=0, gen_epochs=math.nan, device=None, wall_time_h=math.nan,
                        **{"recall@20": math.nan, "ndcg@20": math.nan})
         else:
-            best = means.iloc[0]
+            best = chosen[i]
             ran = hit[hit["gen_epochs"].fillna(-1) == (-1 if pd.isna(best["gen_epochs"]) else best["gen_epochs"])]
             row.update(committed=True, seeds=int(best["seeds"]), gen_epochs=float(best["gen_epochs"]),
                        device=str(ran["device"].iloc[0]),

@@ -452,3 +452,6 @@ def test_a_sweep_draws_every_point_at_the_budget_most_points_have(tmp_path):
     runs = rr.experiment_runs(load_results(root), "beauty", "full")
     points = rr._regen_points(runs, "sasrec", "bce", "window", [2, 3, 4], ["ndcg@20"])
     assert points["gen_epochs"].tolist() == [100.0] * 3 and points["ndcg@20"].tolist() == [0.050, 0.044, 0.045]
+    cov = rr.plan_coverage(load_results(root), "beauty").set_index("cell")
+    assert cov.loc[["window 2", "window 3", "window 4"], "gen_epochs"].tolist() == [100.0] * 3
+    assert cov.loc[["window 2", "window 3", "window 4"], "ndcg@20"].tolist() == [0.050, 0.044, 0.045]
