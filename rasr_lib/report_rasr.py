@@ -531,10 +531,11 @@ def history_runs(runs: pd.DataFrame, model: str, loss: str) -> dict[str, pd.Seri
     DR4SR and RaSR at the largest generator budget both have (as :func:`claim_check`), else each
     at its most generator epochs; then the lowest seed.
     """
-    hits = [select_runs(runs, data, model, loss) for data in DATA_VARIANTS] if not runs.empty else []
-    hits = pd.concat([h for h in hits if not h.empty]) if any(not h.empty for h in hits) else pd.DataFrame()
-    if hits.empty:
+    found = [] if runs.empty else [h for h in (select_runs(runs, d, model, loss) for d in DATA_VARIANTS)
+                                   if not h.empty]
+    if not found:
         return {}
+    hits = pd.concat(found)
     hits = hits[_at_shared_budget(hits)]
     picked = {}
     for data in DATA_VARIANTS:
