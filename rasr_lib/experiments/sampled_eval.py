@@ -36,7 +36,6 @@ from rasr_lib.runtime import git_commit, results_dir, runs_dir, write_json
 
 log = logging.getLogger(__name__)
 
-OUTPUT_NAME = "sampled-eval.json"
 PROTOCOL = "sampled100"
 # protocol -> (result file, the evaluation settings it changes, the CLI command that writes it)
 RESCORINGS = {
