@@ -7,7 +7,9 @@ import ctypes.util
 import json
 import os
 import random
+import socket
 import subprocess
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +107,78 @@ def load_training_state(path: Path, model: torch.nn.Module, optimizer: torch.opt
     generator.set_state(state["generator"].cpu())
     torch.set_rng_state(state["torch_rng"].cpu())
     return state
+
+
+class FolderBusy(ValueError):
+    """Another live process is writing a run folder (its ``.lock`` names the process)."""
+
+
+_held_locks: set[Path] = set()
+
+
+def _lock_owner(lock: Path) -> tuple[int, str] | None:
+    """(pid, host) written in a ``.lock`` file, or None when it is unreadable or half-written."""
+    try:
+        pid, host = lock.read_text().split()
+        return int(pid), host
+    except (OSError, ValueError):
+        return None
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def lock_holder(folder: Path) -> str | None:
+    """``process N on HOST`` holding ``folder``'s :func:`folder_lock`, or None (free, or a stale lock)."""
+    owner = _lock_owner(Path(folder) / ".lock")
+    if owner is None or (owner[1] == socket.gethostname() and not _process_alive(owner[0])):
+        return None
+    return f"process {owner[0]} on {owner[1]}"
+
+
+@contextmanager
+def folder_lock(folder: Path):
+    """Hold ``folder/.lock`` while this process trains into ``folder``.
+
+    Two processes asked for the same run (e.g. two plans that both need the SASRec that starts a
+    generator) would otherwise resume from and overwrite one checkpoint in turn. The second one
+    raises :class:`FolderBusy` instead. A lock left by a process that died (a crash, ``kill -9``)
+    is taken over; re-entering a folder this process already holds is allowed.
+    """
+    folder = Path(folder).resolve()
+    if folder in _held_locks:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    lock, host = folder / ".lock", socket.gethostname()
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            holder = lock_holder(folder)
+            if holder is not None:
+                raise FolderBusy(f"{folder} is being written by {holder}; "
+                                 f"let it finish (or stop it) and run again") from None
+            lock.unlink(missing_ok=True)  # its process is gone (or the file is half-written): stale
+    else:
+        raise FolderBusy(f"{folder}: could not take {lock.name}; another process keeps taking it")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{os.getpid()} {host}\n")
+    _held_locks.add(folder)
+    try:
+        yield
+    finally:
+        _held_locks.discard(folder)
+        lock.unlink(missing_ok=True)
 
 
 def release_freed_memory() -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from rasr_lib.config import MODEL_DEFAULTS, ExperimentConfig, load_config
+from rasr_lib.runtime import FolderBusy, lock_holder
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +158,10 @@ def closest_committed(cfg: ExperimentConfig) -> tuple[str, dict[str, tuple[Any, 
 
 
 def cell_status(cfg: ExperimentConfig) -> str:
-    """Where a plan cell stands: ``committed N@20 .0371``, ``interrupted at epoch 40`` (resumable),
-    ``checkpoint at epoch 12`` (a run in progress or killed), ``pre-training checkpoint at epoch 3``
-    (S3-Rec, before fine-tuning), or ``missing`` (naming the nearest committed run, if any, and
-    the settings it differs in: :func:`closest_committed`)."""
+    """Where a plan cell stands: ``committed N@20 .0371``, ``training now (process N on HOST)``,
+    ``interrupted at epoch 40`` (resumable), ``checkpoint at epoch 12`` (a killed run),
+    ``pre-training checkpoint at epoch 3`` (S3-Rec, before fine-tuning), or ``missing`` (naming
+    the nearest committed run, if any, and the settings it differs in: :func:`closest_committed`)."""
     import torch
 
     from rasr_lib.experiments.train_run import committed_result, run_dir
@@ -169,6 +170,9 @@ def cell_status(cfg: ExperimentConfig) -> str:
     checkpoint = run_dir(cfg) / "checkpoint.pt"
     if result is not None and not result.get("interrupted"):
         return f"committed N@20 {result['metrics']['test']['ndcg@20']:.4f}"
+    holder = lock_holder(run_dir(cfg))
+    if holder is not None:
+        return f"training now ({holder})"
     if result is not None:
         return f"interrupted at epoch {result['epochs_run']}" + (" (resumable)" if checkpoint.exists() else "")
     if checkpoint.exists():
@@ -275,5 +279,8 @@ def run_plan(
             log.warning("[%s] time budget spent: %d cell(s) not started", plan, len(cells) - i + 1)
             break
         log.info("[%s %d/%d] %s", plan, i, len(cells), label)
-        results[label] = run_experiment(cfg, progress=progress, deadline=deadline)
+        try:
+            results[label] = run_experiment(cfg, progress=progress, deadline=deadline)
+        except FolderBusy as busy:  # another plan is training this cell (or its pipeline): go on
+            log.warning("[%s] %s skipped: %s", plan, label, busy)
     return results

@@ -50,7 +50,7 @@ from rasr_lib.rasr.regenerate import (
     subsample,
     training_rows,
 )
-from rasr_lib.runtime import get_device, runs_dir, set_seed, write_json
+from rasr_lib.runtime import folder_lock, get_device, runs_dir, set_seed, write_json
 
 log = logging.getLogger(__name__)
 
@@ -181,17 +181,27 @@ def run_regeneration(
     of the pairs and of the regenerated set, and the generator's per-epoch losses. With
     ``deadline`` (a ``time.time()`` value) the SASRec that starts the generator and the generator
     stop before it and :class:`OutOfTime` is raised; the same call resumes from their checkpoints.
+    While another process runs the same pipeline, :class:`rasr_lib.runtime.FolderBusy` is raised.
     """
-    from rasr_lib.data import load_dataset
-    from rasr_lib.experiments.train_run import describe_device
-
     folder = regen_dir(cfg)
     out_path, summary_path = folder / "regenerated.npz", folder / "summary.json"
     if out_path.exists() and summary_path.exists() and not force:
         log.info("reading finished regeneration %s", folder)
         regenerated, _ = load_regenerated(out_path)
         return regenerated, json.loads(summary_path.read_text())
-    folder.mkdir(parents=True, exist_ok=True)
+    with folder_lock(folder):  # a second process asking for this pipeline gets FolderBusy
+        if out_path.exists() and summary_path.exists() and not force:  # finished while we waited
+            return run_regeneration(cfg, dataset, progress=progress)
+        return _run_pipeline(cfg, folder, dataset, progress, deadline)
+
+
+def _run_pipeline(cfg: ExperimentConfig, folder: Path, dataset: SeqDataset | None, progress: bool,
+                  deadline: float | None) -> tuple[RegeneratedSet, dict]:
+    """The stages of :func:`run_regeneration` (its caller holds ``folder``'s lock)."""
+    from rasr_lib.data import load_dataset
+    from rasr_lib.experiments.train_run import describe_device
+
+    out_path, summary_path = folder / "regenerated.npz", folder / "summary.json"
     dataset = dataset if dataset is not None else load_dataset(cfg.data.dataset, max_users=cfg.data.max_users)
     device = get_device(cfg.device)
     gen_cfg = regen_generator_config(cfg)

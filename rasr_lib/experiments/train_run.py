@@ -19,7 +19,7 @@ from rasr_lib.data import leave_one_out, load_dataset
 from rasr_lib.evaluation import cold_target_users, evaluate, metrics_from_ranks, protocol_name
 from rasr_lib.models import build_model
 from rasr_lib.rasr.regenerate import config_digest
-from rasr_lib.runtime import get_device, git_commit, results_dir, runs_dir, set_seed, write_json
+from rasr_lib.runtime import folder_lock, get_device, git_commit, results_dir, runs_dir, set_seed, write_json
 from rasr_lib.training import fit
 
 log = logging.getLogger(__name__)
@@ -197,6 +197,14 @@ def _unfinished_preparation(cfg: ExperimentConfig, prepared: dict, seconds: floa
             "interrupted": True, "stage": stage, "prepare": prepared, "metrics": None}
 
 
+def _finished_meanwhile(result_path: Path, checkpoint: Path, force: bool) -> dict | None:
+    """The result another process finished while this one waited to train the same run, else None."""
+    if force or not result_path.exists():
+        return None
+    result = json.loads(result_path.read_text())
+    return None if _resumable(result, checkpoint) else result
+
+
 def run_experiment(
     cfg: ExperimentConfig,
     force: bool = False,
@@ -231,82 +239,89 @@ def run_experiment(
         result = local
         log.info("skipping finished run %s", result_path)
     else:
-        if stop_now and not checkpoint.exists():
-            raise ValueError(f"--finish-now: no checkpoint to finish at {checkpoint}")
-        if force:  # start over: the fine-tuning checkpoint and the stage before it
-            for stale in (checkpoint, folder / "prepare.pt", folder / "prepare.json"):
-                stale.unlink(missing_ok=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        start, commit = time.perf_counter(), git_commit()  # the code the run started from
-        generator = set_seed(cfg.seed)
-        device = get_device(cfg.device)
-        dataset = load_dataset(cfg.data.dataset, max_users=cfg.data.max_users)
-        split = leave_one_out(dataset, cfg.data.max_len)
-        regen_info = None
-        if cfg.regen.method != "none":
-            from rasr_lib.experiments.regen_run import OutOfTime, regenerated_split
+        with folder_lock(folder):  # a second process asking for this run gets FolderBusy
+            finished = _finished_meanwhile(result_path, checkpoint, force)
+            if finished is not None:
+                return _published(cfg, finished) if publish else finished
+            if stop_now and not checkpoint.exists():
+                raise ValueError(f"--finish-now: no checkpoint to finish at {checkpoint}")
+            if force:  # start over: the fine-tuning checkpoint and the stage before it
+                for stale in (checkpoint, folder / "prepare.pt", folder / "prepare.json"):
+                    stale.unlink(missing_ok=True)
+            start, commit = time.perf_counter(), git_commit()  # the code the run started from
+            generator = set_seed(cfg.seed)
+            device = get_device(cfg.device)
+            dataset = load_dataset(cfg.data.dataset, max_users=cfg.data.max_users)
+            split = leave_one_out(dataset, cfg.data.max_len)
+            regen_info = None
+            if cfg.regen.method != "none":
+                from rasr_lib.experiments.regen_run import OutOfTime, regenerated_split
 
-            try:
-                split, regen_info = regenerated_split(cfg, split, progress=progress, deadline=deadline)
-            except OutOfTime as stop:
-                log.info("%s: %s; rerun to resume", folder, stop)
-                return _unfinished_preparation(cfg, {"stage": stop.stage, "epochs_done": stop.epochs_done,
-                                                     "epochs": stop.epochs}, time.perf_counter() - start,
-                                               stage="regenerate")
-            generator = set_seed(cfg.seed)  # the backbone's draws do not depend on the pipeline's
-        graph = None
-        if cfg.model.name == "sagerec" or cfg.model.semantic_graph:  # semantic graph, built once (cached embeddings)
-            from rasr_lib.sagerec.graph import graph_for
+                try:
+                    split, regen_info = regenerated_split(cfg, split, progress=progress, deadline=deadline)
+                except OutOfTime as stop:
+                    log.info("%s: %s; rerun to resume", folder, stop)
+                    return _unfinished_preparation(cfg, {"stage": stop.stage, "epochs_done": stop.epochs_done,
+                                                         "epochs": stop.epochs}, time.perf_counter() - start,
+                                                   stage="regenerate")
+                generator = set_seed(cfg.seed)  # the backbone's draws do not depend on the pipeline's
+            graph = None
+            if cfg.model.name == "sagerec" or cfg.model.semantic_graph:  # semantic graph, built once
+                from rasr_lib.sagerec.graph import graph_for
 
-            graph = graph_for(cfg, dataset, progress=progress)
-        model = build_model(cfg, dataset.n_items, graph=graph, split=split)
-        prepared, prepared_path = None, folder / "prepare.json"
-        if not checkpoint.exists():  # a resumed run restores the prepared weights from its checkpoint
-            prepared = model.prepare(split, cfg, device, generator, progress=progress,
-                                     checkpoint=folder / "prepare.pt", deadline=deadline)
-            if prepared is not None and prepared.get("out_of_time"):
-                log.info("%s: stage before training stopped at its deadline; rerun to resume", folder)
-                return _unfinished_preparation(cfg, prepared, time.perf_counter() - start)
+                graph = graph_for(cfg, dataset, progress=progress)
+            model = build_model(cfg, dataset.n_items, graph=graph, split=split)
+            prepared, prepared_path = None, folder / "prepare.json"
+            if not checkpoint.exists():  # a resumed run restores the prepared weights from its checkpoint
+                prepared = model.prepare(split, cfg, device, generator, progress=progress,
+                                         checkpoint=folder / "prepare.pt", deadline=deadline)
+                if prepared is not None and prepared.get("out_of_time"):
+                    log.info("%s: stage before training stopped at its deadline; rerun to resume", folder)
+                    return _unfinished_preparation(cfg, prepared, time.perf_counter() - start)
+                if prepared is not None:
+                    write_json(prepared, prepared_path)
+            elif prepared_path.exists():
+                prepared = json.loads(prepared_path.read_text())
+            trained = fit(model, split, cfg.train, cfg.eval, device, generator, checkpoint, progress,
+                          stop_now=stop_now, deadline=deadline)
+            test = evaluate(model, split, "test", cfg.eval, device=device, return_ranks=True)
+            cold = cold_target_users(split, "test")  # §5.8: targets never seen in training
+            cold_start = {"n_users": int(cold.sum()), **metrics_from_ranks(test.pop("ranks")[cold], cfg.eval.ks)}
+            result = {
+                "dataset": cfg.data.dataset,
+                "model": cfg.model.name,
+                "loss": cfg.train.loss,
+                "profile": cfg.profile,
+                "seed": cfg.seed,
+                "protocol": protocol_name(cfg.eval),
+                "device": describe_device(device),
+                "wall_time_s": round(time.perf_counter() - start, 1),
+                "train_seconds": round(trained.train_seconds, 1),
+                "epochs_run": len(trained.history),
+                "git_commit": commit,
+                "config_hash": config_hash(cfg),
+                "config": config_to_dict(cfg),
+                "data_stats": dataset.stats(),
+                "data_variant": cfg.regen.method,
+                "regen": regen_info,
+                "n_parameters": sum(p.numel() for p in model.parameters()),
+                "best_epoch": trained.best_epoch,
+                "stopped_early": trained.stopped_early,
+                "interrupted": ((stop_now or trained.out_of_time) and not trained.stopped_early
+                                and len(trained.history) < cfg.train.epochs),
+                "metrics": {"valid": trained.best_valid, "test": {k: v for k, v in test.items() if "@" in k}},
+                "cold_start": cold_start,
+                "history": trained.history,
+            }
             if prepared is not None:
-                write_json(prepared, prepared_path)
-        elif prepared_path.exists():
-            prepared = json.loads(prepared_path.read_text())
-        trained = fit(model, split, cfg.train, cfg.eval, device, generator, checkpoint, progress,
-                      stop_now=stop_now, deadline=deadline)
-        test = evaluate(model, split, "test", cfg.eval, device=device, return_ranks=True)
-        cold = cold_target_users(split, "test")  # §5.8: targets never seen in training
-        cold_start = {"n_users": int(cold.sum()), **metrics_from_ranks(test.pop("ranks")[cold], cfg.eval.ks)}
-        result = {
-            "dataset": cfg.data.dataset,
-            "model": cfg.model.name,
-            "loss": cfg.train.loss,
-            "profile": cfg.profile,
-            "seed": cfg.seed,
-            "protocol": protocol_name(cfg.eval),
-            "device": describe_device(device),
-            "wall_time_s": round(time.perf_counter() - start, 1),
-            "train_seconds": round(trained.train_seconds, 1),
-            "epochs_run": len(trained.history),
-            "git_commit": commit,
-            "config_hash": config_hash(cfg),
-            "config": config_to_dict(cfg),
-            "data_stats": dataset.stats(),
-            "data_variant": cfg.regen.method,
-            "regen": regen_info,
-            "n_parameters": sum(p.numel() for p in model.parameters()),
-            "best_epoch": trained.best_epoch,
-            "stopped_early": trained.stopped_early,
-            "interrupted": ((stop_now or trained.out_of_time) and not trained.stopped_early
-                            and len(trained.history) < cfg.train.epochs),
-            "metrics": {"valid": trained.best_valid, "test": {k: v for k, v in test.items() if "@" in k}},
-            "cold_start": cold_start,
-            "history": trained.history,
-        }
-        if prepared is not None:
-            result["prepare"] = prepared  # e.g. S3-Rec's pre-training losses and seconds
-        if graph is not None:
-            result["graph"] = graph.stats()  # SAGERec: nodes, edges, isolated items, mean degree
-        write_json(result, result_path)
-    if publish:
-        write_json(result, results_dir() / cfg.data.dataset / f"{run_name(cfg)}.json")
+                result["prepare"] = prepared  # e.g. S3-Rec's pre-training losses and seconds
+            if graph is not None:
+                result["graph"] = graph.stats()  # SAGERec: nodes, edges, isolated items, mean degree
+            write_json(result, result_path)
+    return _published(cfg, result) if publish else result
+
+
+def _published(cfg: ExperimentConfig, result: dict) -> dict:
+    """``result`` after copying it to ``results/<dataset>/<run_name>.json`` for the book."""
+    write_json(result, results_dir() / cfg.data.dataset / f"{run_name(cfg)}.json")
     return result
