@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rasr_lib.losses import full_softmax_cross_entropy
+
 
 class SequentialRecommender(nn.Module):
     """Base class: a backbone encodes right-padded sequences; scoring and losses are shared.
@@ -78,9 +80,7 @@ class SequentialRecommender(nn.Module):
             return F.binary_cross_entropy_with_logits(
                 torch.cat([pos, neg]), torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
             ) * 2.0
-        logits = hidden @ weights.T  # [N, n_items + 1]
-        logits[:, 0] = float("-inf")
-        return F.cross_entropy(logits, target[valid])
+        return full_softmax_cross_entropy(hidden, weights, target[valid])  # PAD excluded
 
 
 def init_normal_weights(module: nn.Module) -> None:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rasr_lib.models.base import SequentialRecommender, init_normal_weights
+from rasr_lib.losses import full_softmax_cross_entropy
 
 
 class FilterLayer(nn.Module):
@@ -145,9 +146,7 @@ class FMLPRec(SequentialRecommender):
             return F.binary_cross_entropy_with_logits(
                 torch.cat([pos, neg]), torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
             ) * 2.0
-        logits = hidden @ weights.T  # [N, n_items + 1]
-        logits[:, 0] = float("-inf")
-        return F.cross_entropy(logits, positive)
+        return full_softmax_cross_entropy(hidden, weights, positive)  # PAD excluded
 
 
 def build(cfg, n_items: int, split=None) -> FMLPRec:

@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from rasr_lib.models.base import init_normal_weights
 from rasr_lib.data.schema import SeqDataset
 from rasr_lib.data.split import last_items_padded
+from rasr_lib.losses import full_softmax_cross_entropy
 from rasr_lib.rasr.augment import AugmentedSet, training_parts
 from rasr_lib.rasr.graphs import RelationGraph
 from rasr_lib.runtime import load_training_state, save_training_state
@@ -497,19 +498,14 @@ class SequenceGenerator(nn.Module):
         tgt_in, tgt_out = self.teacher_forcing(tgt)
         states, weights, tokens = self._states(src, tgt_in)
         valid = tgt_out > 0
-        # Score only the possible targets (items 1..n and EOS): the same softmax as masking PAD and
-        # SOS with -inf, without writing, copying and zeroing an [N, V] matrix every step.
         table = self.item_embedding.weight
-        candidates = torch.cat([table[1 : self.n_items + 1], table[self.eos :]])  # [n_items + 1, d]
-        logits = states[valid] @ candidates.T  # real positions: [N, n_items + 1]
-        target = tgt_out[valid]
-        target = torch.where(target == self.eos, self.n_items, target - 1)  # column in ``candidates``
+        # Real positions only; PAD and SOS are never targets (the softmax of -inf logits there).
         if self.cfg.extractive_mask:
-            rows = torch.nonzero(valid)[:, 0]
-            member = self.source_membership(tokens)[rows]
-            allowed = torch.cat([member[:, 1 : self.n_items + 1], member[:, self.eos :]], dim=1)
-            logits = logits.masked_fill(~allowed, -torch.inf)
-        ce = F.cross_entropy(logits, target)
+            logits = self._never_targets(states[valid] @ table.T)  # [N, n_items + 3]
+            member = self.source_membership(tokens)[torch.nonzero(valid)[:, 0]]
+            ce = F.cross_entropy(logits.masked_fill(~member, -torch.inf), tgt_out[valid])
+        else:
+            ce = full_softmax_cross_entropy(states[valid], table, tgt_out[valid], excluded=(0, self.sos))
         if weights is None:
             entropy = ce.new_zeros(())
         else:

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rasr_lib.models.base import SequentialRecommender
+from rasr_lib.losses import full_softmax_cross_entropy
 from rasr_lib.sagerec.graph import ItemGraph
 
 ADJ_NORMS = ("renorm", "renorm-exact", "scale")
@@ -276,6 +277,4 @@ class SAGERec(SequentialRecommender):
             return F.binary_cross_entropy_with_logits(
                 torch.cat([pos, neg]), torch.cat([torch.ones_like(pos), torch.zeros_like(neg)])
             ) * 2.0
-        logits = hidden @ table.T  # [N, n_items + 1]
-        logits[:, 0] = float("-inf")
-        return F.cross_entropy(logits, target[valid])
+        return full_softmax_cross_entropy(hidden, table, target[valid])  # PAD excluded

@@ -1,0 +1,68 @@
+"""Speed of the output layer's loss: F.cross_entropy over [N, V] logits vs the chunked full softmax.
+
+Usage: ``python benchmarks/bench_losses.py [--device auto] [--repeats 5]``. Shapes are those of a
+Beauty batch (V = 12,104 tokens of the regenerator; N = 2,000 target positions, about one batch
+of 256 sequences) and of an ML-1M batch (V = 3,417, N = 12,800). Prints one JSON line per shape
+with the seconds of forward + backward and their ratio. Not a test: it never asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+
+from rasr_lib.losses import full_softmax_cross_entropy
+from rasr_lib.runtime import get_device
+
+SHAPES = {"beauty": (2_000, 12_104, 64), "ml-1m": (12_800, 3_417, 64)}
+
+
+def dense_cross_entropy(hidden: torch.Tensor, table: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The plain way: the whole logit matrix, PAD at -inf, then F.cross_entropy."""
+    logits = hidden @ table.T
+    logits[:, 0] = -torch.inf
+    return F.cross_entropy(logits, target)
+
+
+def seconds(loss_fn, hidden, table, target, repeats: int) -> float:
+    """Mean seconds of one forward + backward of ``loss_fn`` (after one warm-up call)."""
+    def once():
+        loss_fn(hidden, table, target).backward()
+        hidden.grad = table.grad = None
+
+    once()
+    if hidden.is_cuda:
+        torch.cuda.synchronize()
+    tic = time.perf_counter()
+    for _ in range(repeats):
+        once()
+    if hidden.is_cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - tic) / repeats
+
+
+def main() -> None:
+    """Time both losses on each shape and print one JSON object per shape."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    device = get_device(args.device)
+    gen = torch.Generator().manual_seed(0)
+    for name, (n, v, d) in SHAPES.items():
+        hidden = torch.randn(n, d, generator=gen).to(device).requires_grad_()
+        table = (0.1 * torch.randn(v, d, generator=gen)).to(device).requires_grad_()
+        target = torch.randint(1, v, (n,), generator=gen).to(device)
+        dense = seconds(dense_cross_entropy, hidden, table, target, args.repeats)
+        chunked = seconds(full_softmax_cross_entropy, hidden, table, target, args.repeats)
+        print(json.dumps({"shape": name, "n": n, "v": v, "d": d, "device": str(device),
+                          "threads": torch.get_num_threads(), "dense_s": round(dense, 4),
+                          "chunked_s": round(chunked, 4), "speedup": round(dense / chunked, 2)}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Full-softmax cross-entropy over an item table, computed in row chunks.
+
+``F.cross_entropy(hidden @ table.T, target)`` writes the whole [N, V] logit matrix, reads it back
+for the log-softmax, and in the backward pass writes a dense [N, V] gradient for the NLL, another
+for the log-softmax and the products with it. With N ~ 2,000 target positions per batch and V ~
+12,000 items (Beauty) these matrices are ~100 MB each, so on a CPU the step is bound by memory
+traffic, not arithmetic. Here each chunk of rows (a few MB, cache-sized) is scored, reduced to its
+log-sum-exp and dropped; the backward pass scores the chunk again and turns it into
+softmax - one-hot in place. Same loss and gradients up to float rounding, about 25 % less time for
+the output layer on one CPU thread (``benchmarks/bench_losses.py``), and no [N, V] buffers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Logit elements per chunk: ~12 MB of float32 on the CPU (fits a core's share of L2/L3); on a GPU
+# launches cost more than memory traffic, so chunks are large there.
+CPU_CHUNK_ELEMENTS = 3_000_000
+GPU_CHUNK_ELEMENTS = 64_000_000
+
+
+def chunk_rows(n_columns: int, device: torch.device) -> int:
+    """Rows per chunk so that one chunk holds about the device's chunk budget of logits."""
+    budget = GPU_CHUNK_ELEMENTS if device.type == "cuda" else CPU_CHUNK_ELEMENTS
+    return max(1, budget // max(n_columns, 1))
+
+
+def _scores(hidden: torch.Tensor, table: torch.Tensor, excluded: tuple[int, ...]) -> torch.Tensor:
+    """Logits FloatTensor[n, V] of a row chunk, ``excluded`` columns at -inf."""
+    logits = hidden @ table.T
+    if excluded:
+        logits[:, list(excluded)] = -torch.inf
+    return logits
+
+
+class _ChunkedSoftmaxCE(torch.autograd.Function):
+    """Mean full-softmax cross-entropy; see :func:`full_softmax_cross_entropy`."""
+
+    @staticmethod
+    def forward(ctx, hidden, table, target, excluded, rows):
+        lse = hidden.new_empty(hidden.size(0))
+        for start in range(0, hidden.size(0), rows):
+            lse[start : start + rows] = torch.logsumexp(_scores(hidden[start : start + rows], table, excluded), 1)
+        target_logit = (hidden * table[target]).sum(1)
+        ctx.save_for_backward(hidden, table, target, lse)
+        ctx.excluded, ctx.rows = excluded, rows
+        return (lse - target_logit).mean()
+
+    @staticmethod
+    def backward(ctx, grad):
+        hidden, table, target, lse = ctx.saved_tensors
+        scale = grad / hidden.size(0)
+        grad_hidden = torch.empty_like(hidden)
+        grad_table = torch.zeros_like(table)
+        for start in range(0, hidden.size(0), ctx.rows):
+            chunk = hidden[start : start + ctx.rows]
+            probs = _scores(chunk, table, ctx.excluded).sub_(lse[start : start + ctx.rows, None]).exp_()
+            probs[torch.arange(chunk.size(0), device=probs.device), target[start : start + ctx.rows]] -= 1.0
+            probs.mul_(scale)  # d loss / d logits of the chunk
+            grad_hidden[start : start + ctx.rows] = probs @ table
+            grad_table.addmm_(probs.T, chunk)
+        return grad_hidden, grad_table, None, None, None
+
+
+def full_softmax_cross_entropy(
+    hidden: torch.Tensor, table: torch.Tensor, target: torch.Tensor, excluded: tuple[int, ...] = (0,),
+    rows: int | None = None,
+) -> torch.Tensor:
+    """Mean over N of -log softmax(hidden @ table.T)[target], a scalar; no [N, V] matrix is kept.
+
+    ``hidden`` FloatTensor[N, d], ``table`` FloatTensor[V, d], ``target`` LongTensor[N] (never an
+    ``excluded`` column); ``excluded`` columns (PAD by default) get probability 0, as a -inf logit
+    would. ``rows`` sets the chunk height (default: :func:`chunk_rows`). Equals
+    ``F.cross_entropy(logits with excluded columns at -inf, target)`` and its gradients with
+    respect to ``hidden`` and ``table`` up to float rounding.
+    """
+    if hidden.size(0) == 0:
+        return (hidden.sum() + table.sum()) * 0.0  # an empty batch: zero, still in the graph
+    rows = rows or chunk_rows(table.size(0), hidden.device)
+    return _ChunkedSoftmaxCE.apply(hidden, table, target, tuple(excluded), rows)
