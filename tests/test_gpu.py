@@ -98,6 +98,25 @@ def test_auto_picks_cuda():
     assert get_device("auto").type == "cuda"
 
 
+@pytest.mark.gpu
+@requires_cuda
+def test_the_chunked_softmax_loss_on_cuda_equals_the_cpu():
+    from rasr_lib.losses import full_softmax_cross_entropy
+
+    gen = torch.Generator().manual_seed(0)
+    hidden, table = torch.randn(3000, 64, generator=gen), 0.1 * torch.randn(12104, 64, generator=gen)
+    target = torch.randint(1, 12104, (3000,), generator=gen)
+    results = []
+    for device in ("cpu", "cuda"):
+        h = hidden.to(device).requires_grad_()
+        t = table.to(device).requires_grad_()
+        loss = full_softmax_cross_entropy(h, t, target.to(device))
+        loss.backward()
+        results.append([x.detach().cpu() for x in (loss, h.grad, t.grad)])
+    for on_cpu, on_cuda in zip(*results):
+        assert torch.allclose(on_cpu, on_cuda, rtol=1e-4, atol=1e-6)
+
+
 def test_the_device_check_runs_on_the_cpu(split):
     """The body of the CUDA tests, on the CPU: same weights give the same metrics; training moves them."""
     got = check_device("sasrec", split, torch.device("cpu"))
