@@ -7,7 +7,7 @@ for the log-softmax and the products with it. With N ~ 2,000 target positions pe
 traffic, not arithmetic. Here each chunk of rows (a few MB, cache-sized) is scored, reduced to its
 log-sum-exp and dropped; the backward pass scores the chunk again and turns it into
 softmax - one-hot in place. Same loss and gradients up to float rounding, about 25 % less time for
-the output layer on one CPU thread (``benchmarks/bench_losses.py``), and no [N, V] buffers.
+the output layer on one CPU thread (``benchmarks/bench_kernels.py``), and no [N, V] buffers.
 """
 
 from __future__ import annotations

@@ -105,15 +105,18 @@ def test_cli_train_writes_result_and_skips_when_done(tmp_path, monkeypatch, caps
 def test_cli_finish_now_reports_an_interrupted_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
-    base = ["train", "--profile", "quick", "--set", "data.max_users=200", "--set", "train.epochs=5"]
+    # patience 10: the resumed run must reach epoch 5 whatever its validation numbers do
+    base = ["train", "--profile", "quick", "--set", "data.max_users=200", "--set", "train.epochs=5",
+            "--set", "train.patience=10"]
     assert main(base + ["--finish-now"]) == 2  # nothing to finish yet
     assert "no checkpoint" in capsys.readouterr().err
     split = leave_one_out(load_dataset("beauty", max_users=200), max_len=50)
-    cfg = load_config("beauty", "quick", {"data.max_users": 200, "train.epochs": 5})
+    cfg = load_config("beauty", "quick", {"data.max_users": 200, "train.epochs": 5, "train.patience": 10})
     from rasr_lib.experiments.train_run import run_dir
 
     checkpoint = run_dir(cfg) / "checkpoint.pt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    set_seed(0)  # the weights must not depend on what earlier tests drew
     model = build_model(cfg, split.n_items)
     fit(model, split, replace(cfg.train, epochs=2), cfg.eval, torch.device("cpu"), set_seed(0), checkpoint,
         progress=False)  # a run "killed" after two of its five epochs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from rasr_lib.config import ExperimentConfig
+from rasr_lib.dropout import use_uniform_dropout
 from rasr_lib.models.base import SequentialRecommender
 from rasr_lib.models.gru4rec import GRU4Rec
 from rasr_lib.models.sasrec import SASRec
@@ -35,6 +36,7 @@ def build_model(cfg: ExperimentConfig, n_items: int, graph=None, split=None) -> 
     :func:`rasr_lib.sagerec.graph.graph_for`; other models ignore it. ``split`` (the training
     :class:`~rasr_lib.data.split.SplitData`) is passed to zoo models that build structures from
     the training data (GCE-GNN's global graph, BPR-MF's user table, S3-Rec's attributes).
+    Its ``nn.Dropout`` layers are :class:`rasr_lib.dropout.UniformDropout`.
     """
     model = _build_backbone(cfg, n_items, graph, split)
     if cfg.model.semantic_graph and cfg.model.name != "sagerec":  # SAGERec §5.6: graph under any backbone
@@ -44,7 +46,7 @@ def build_model(cfg: ExperimentConfig, n_items: int, graph=None, split=None) -> 
             raise ValueError("model.semantic_graph needs the item graph: "
                              "build_model(cfg, n_items, graph=rasr_lib.sagerec.graph_for(cfg, dataset))")
         model = add_semantic_graph(model, graph, cfg)
-    return model
+    return use_uniform_dropout(model)  # the same dropout, drawn ~4x faster on the CPU
 
 
 def _build_backbone(cfg: ExperimentConfig, n_items: int, graph, split) -> SequentialRecommender:

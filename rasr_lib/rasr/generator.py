@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from rasr_lib.models.base import init_normal_weights
 from rasr_lib.data.schema import SeqDataset
 from rasr_lib.data.split import last_items_padded
+from rasr_lib.dropout import use_uniform_dropout
 from rasr_lib.losses import full_softmax_cross_entropy
 from rasr_lib.rasr.augment import AugmentedSet, training_parts
 from rasr_lib.rasr.graphs import RelationGraph
@@ -291,6 +292,7 @@ class SequenceGenerator(nn.Module):
             self.register_buffer("semantic", torch.from_numpy(table))  # frozen e_i (Eq. 2)
             self.semantic_proj = nn.Linear(semantic.shape[1], d, bias=False)  # W_s (Eq. 6)
         self.apply(init_normal_weights)
+        use_uniform_dropout(self)  # the same dropout, drawn ~4x faster on the CPU
 
     # ----------------------------------------------------------------- embeddings
 

@@ -1,9 +1,12 @@
-"""Speed of the output layer's loss: F.cross_entropy over [N, V] logits vs the chunked full softmax.
+"""Speed of two hot kernels against the stock ones: the full-softmax loss and dropout.
 
-Usage: ``python benchmarks/bench_losses.py [--device auto] [--repeats 5]``. Shapes are those of a
-Beauty batch (V = 12,104 tokens of the regenerator; N = 2,000 target positions, about one batch
-of 256 sequences) and of an ML-1M batch (V = 3,417, N = 12,800). Prints one JSON line per shape
-with the seconds of forward + backward and their ratio. Not a test: it never asserts.
+Usage: ``python benchmarks/bench_kernels.py [--device auto] [--repeats 5]``.
+Loss: F.cross_entropy over [N, V] logits vs :func:`rasr_lib.losses.full_softmax_cross_entropy`,
+on the shapes of a Beauty batch (V = 12,104 tokens of the regenerator; N = 2,000 target positions,
+about one batch of 256 sequences) and of an ML-1M batch (V = 3,417, N = 12,800). Dropout:
+``nn.Dropout(0.5)`` vs :class:`rasr_lib.dropout.UniformDropout` on a feed-forward activation
+[256, 50, 128] of SASRec. Prints one JSON line per case with the seconds of forward + backward and
+their ratio. Not a test: it never asserts.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from torch import nn
+
+from rasr_lib.dropout import UniformDropout
 from rasr_lib.losses import full_softmax_cross_entropy
 from rasr_lib.runtime import get_device
 
@@ -45,8 +51,25 @@ def seconds(loss_fn, hidden, table, target, repeats: int) -> float:
     return (time.perf_counter() - tic) / repeats
 
 
+def dropout_seconds(layer: nn.Module, x: torch.Tensor, repeats: int) -> float:
+    """Mean seconds of one forward + backward of dropout ``layer`` on ``x`` (after a warm-up call)."""
+    def once():
+        layer(x).sum().backward()
+        x.grad = None
+
+    once()
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    tic = time.perf_counter()
+    for _ in range(repeats):
+        once()
+    if x.is_cuda:
+        torch.cuda.synchronize()
+    return (time.perf_counter() - tic) / repeats
+
+
 def main() -> None:
-    """Time both losses on each shape and print one JSON object per shape."""
+    """Time both losses on each shape and both dropouts; print one JSON object per case."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--repeats", type=int, default=5)
@@ -62,6 +85,12 @@ def main() -> None:
         print(json.dumps({"shape": name, "n": n, "v": v, "d": d, "device": str(device),
                           "threads": torch.get_num_threads(), "dense_s": round(dense, 4),
                           "chunked_s": round(chunked, 4), "speedup": round(dense / chunked, 2)}))
+    x = torch.randn(256, 50, 128, generator=gen).to(device).requires_grad_()
+    stock = dropout_seconds(nn.Dropout(0.5).train(), x, 10 * args.repeats)
+    uniform = dropout_seconds(UniformDropout(0.5).train(), x, 10 * args.repeats)
+    print(json.dumps({"case": "dropout 0.5", "shape": list(x.shape), "device": str(device),
+                      "threads": torch.get_num_threads(), "nn_dropout_s": round(stock, 5),
+                      "uniform_dropout_s": round(uniform, 5), "speedup": round(stock / uniform, 2)}))
 
 
 if __name__ == "__main__":
