@@ -231,6 +231,23 @@ def model_benchmark(dataset: str, results_dir: str | Path | None = None) -> pd.D
     return pd.DataFrame(rows, columns=cols).sort_values(["file", "s/epoch"], ignore_index=True)
 
 
+def kernel_benchmark(dataset: str = "beauty", results_dir: str | Path | None = None) -> pd.DataFrame:
+    """Rows of ``benchmarks/bench_kernels.py`` output: kernel, case, stock vs ours seconds, speed-up, commit."""
+    if results_dir is None:
+        from rasr_lib.runtime import results_dir as default_results_dir
+
+        results_dir = default_results_dir()
+    cols = ["kernel", "case", "stock", "ours", "stock s", "ours s", "speed-up", "device", "commit"]
+    rows = []
+    for path in sorted((Path(results_dir) / dataset).glob("bench-kernels-*.json")):
+        run = json.loads(path.read_text(encoding="utf-8"))
+        rows += [{"kernel": r["kernel"], "case": r["case"], "stock": r["stock"], "ours": r["ours"],
+                  "stock s": r["stock_s"], "ours s": r["ours_s"], "speed-up": r["speedup"],
+                  "device": f"{run['device']} ({run['threads']} thread(s))", "commit": run["git_commit"]}
+                 for r in run["rows"]]
+    return pd.DataFrame(rows, columns=cols)
+
+
 # --------------------------------------------------------------------------- records
 
 

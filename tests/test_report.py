@@ -207,6 +207,20 @@ def test_model_benchmark_reads_bench_models_output(tmp_path):
     assert report.model_benchmark("toys", tmp_path).empty
 
 
+def test_kernel_benchmark_reads_bench_kernels_output(tmp_path):
+    run = {"benchmark": "bench_kernels", "device": "cpu", "threads": 1, "git_commit": "abc1234",
+           "rows": [{"kernel": "dropout 0.5", "case": "x", "stock": "nn.Dropout", "ours": "UniformDropout",
+                     "stock_s": 0.02, "ours_s": 0.008, "speedup": 2.5}]}
+    (tmp_path / "beauty").mkdir()
+    (tmp_path / "beauty" / "bench-kernels-cpu.json").write_text(json.dumps(run))
+    table = report.kernel_benchmark("beauty", tmp_path)
+    assert table[["kernel", "speed-up", "device", "commit"]].values.tolist() == [
+        ["dropout 0.5", 2.5, "cpu (1 thread(s))", "abc1234"]]
+    assert report.kernel_benchmark("toys", tmp_path).empty
+    committed = report.kernel_benchmark("beauty")  # the committed file: every row timed both ways
+    assert len(committed) == 3 and (committed["stock s"] > 0).all() and (committed["ours s"] > 0).all()
+
+
 def test_paper_gaps_flags_only_gaps_beyond_the_threshold(tmp_path):
     (tmp_path / "beauty").mkdir()
     dr4sr = "DR4SR Table 3 (original data)"
