@@ -166,8 +166,8 @@ def folder_lock(folder: Path):
         except FileExistsError:
             holder = lock_holder(folder)
             if holder is not None:
-                raise FolderBusy(f"{folder} is being written by {holder}; "
-                                 f"let it finish (or stop it) and run again") from None
+                raise FolderBusy(f"{folder} is being written by {holder}; let it finish (or stop it) and "
+                                 f"run again (if no such run is going, delete {lock})") from None
             lock.unlink(missing_ok=True)  # its process is gone (or the file is half-written): stale
     else:
         raise FolderBusy(f"{folder}: could not take {lock.name}; another process keeps taking it")
