@@ -320,6 +320,22 @@ def claim_sentences(claims: pd.DataFrame, source: str = "ours") -> str:
     return "\n".join(lines)
 
 
+def other_datasets_claims(df: pd.DataFrame, shown: str, profile: str = "full") -> str:
+    """Markdown: the claim check of every dataset but ``shown`` that has a run on regenerated data.
+
+    One heading line per dataset, then :func:`claim_sentences` of its Table 1 cells; a sentence
+    saying so when no other dataset has one.
+    """
+    blocks = []
+    for dataset in sorted(set(df["dataset"].dropna()) - {shown}) if "dataset" in df else []:
+        runs = experiment_runs(df, dataset, profile)
+        if runs.empty or not any(len(select_runs(runs, d)) for d in ("dr4sr", "rasr")):
+            continue
+        claims = claim_check(table1_cells(df, dataset, profile, with_paper=False))
+        blocks.append(f"**{dataset}**\n\n{claim_sentences(claims)}")
+    return "\n\n".join(blocks) if blocks else "No other dataset has a run on regenerated data yet."
+
+
 def seed_spread_sentence(df: pd.DataFrame, dataset: str, metric: str = "ndcg@20") -> str:
     """One Markdown sentence: the seed-to-seed spread of test ``metric`` of every full-profile group with 2+ seeds."""
     runs = df[(df["dataset"] == dataset) & (df["profile"] == "full")] if len(df) else df

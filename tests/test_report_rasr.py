@@ -200,6 +200,15 @@ def test_claim_check_booleans_and_numbers(results):
     assert "DR4SR not run yet" in text and "0.0450" in text
 
 
+def test_other_datasets_claims_name_each_dataset_with_regenerated_runs(results):
+    df = load_results(results)  # toys: one RaSR run and no original one; beauty: the full grid
+    text = rr.other_datasets_claims(df, "beauty")
+    assert text.startswith("**toys**") and "**beauty**" not in text
+    assert "RaSR 0.0670" in text and "cannot check yet" in text
+    assert rr.other_datasets_claims(df, "toys").startswith("**beauty**")
+    assert rr.other_datasets_claims(df[df["dataset"] == "beauty"], "beauty").startswith("No other")
+
+
 def test_plan_coverage(results):
     cov = rr.plan_coverage(load_results(results), "beauty").set_index(["plan", "cell"])
     assert len(cov) == 12 + 4 + 4 + 9
