@@ -37,36 +37,22 @@ def dense_cross_entropy(hidden: torch.Tensor, table: torch.Tensor, target: torch
     return F.cross_entropy(logits, target)
 
 
-def seconds(loss_fn, hidden, table, target, repeats: int) -> float:
-    """Mean seconds of one forward + backward of ``loss_fn`` (after one warm-up call)."""
+def mean_seconds(loss_fn, inputs: tuple[torch.Tensor, ...], repeats: int) -> float:
+    """Mean seconds of ``loss_fn(*inputs).backward()`` (after one warm-up call)."""
+    leaves = [x for x in inputs if x.requires_grad]
+
     def once():
-        loss_fn(hidden, table, target).backward()
-        hidden.grad = table.grad = None
+        loss_fn(*inputs).backward()
+        for leaf in leaves:
+            leaf.grad = None
 
     once()
-    if hidden.is_cuda:
+    if inputs[0].is_cuda:
         torch.cuda.synchronize()
     tic = time.perf_counter()
     for _ in range(repeats):
         once()
-    if hidden.is_cuda:
-        torch.cuda.synchronize()
-    return (time.perf_counter() - tic) / repeats
-
-
-def dropout_seconds(layer: nn.Module, x: torch.Tensor, repeats: int) -> float:
-    """Mean seconds of one forward + backward of dropout ``layer`` on ``x`` (after a warm-up call)."""
-    def once():
-        layer(x).sum().backward()
-        x.grad = None
-
-    once()
-    if x.is_cuda:
-        torch.cuda.synchronize()
-    tic = time.perf_counter()
-    for _ in range(repeats):
-        once()
-    if x.is_cuda:
+    if inputs[0].is_cuda:
         torch.cuda.synchronize()
     return (time.perf_counter() - tic) / repeats
 
@@ -85,15 +71,15 @@ def main() -> None:
         hidden = torch.randn(n, d, generator=gen).to(device).requires_grad_()
         table = (0.1 * torch.randn(v, d, generator=gen)).to(device).requires_grad_()
         target = torch.randint(1, v, (n,), generator=gen).to(device)
-        dense = seconds(dense_cross_entropy, hidden, table, target, args.repeats)
-        chunked = seconds(full_softmax_cross_entropy, hidden, table, target, args.repeats)
+        dense = mean_seconds(dense_cross_entropy, (hidden, table, target), args.repeats)
+        chunked = mean_seconds(full_softmax_cross_entropy, (hidden, table, target), args.repeats)
         rows.append({"kernel": "full-softmax loss", "case": f"{name}: N {n}, V {v}, d {d}",
                      "stock": "F.cross_entropy", "ours": "full_softmax_cross_entropy",
                      "stock_s": round(dense, 5), "ours_s": round(chunked, 5), "speedup": round(dense / chunked, 2)})
         print(json.dumps(rows[-1]))
     x = torch.randn(256, 50, 128, generator=gen).to(device).requires_grad_()
-    stock = dropout_seconds(nn.Dropout(0.5).train(), x, 10 * args.repeats)
-    uniform = dropout_seconds(UniformDropout(0.5).train(), x, 10 * args.repeats)
+    stock = mean_seconds(lambda x: nn.Dropout(0.5).train()(x).sum(), (x,), 10 * args.repeats)
+    uniform = mean_seconds(lambda x: UniformDropout(0.5).train()(x).sum(), (x,), 10 * args.repeats)
     rows.append({"kernel": "dropout 0.5", "case": "SASRec FFN activation [256, 50, 128]",
                  "stock": "nn.Dropout", "ours": "UniformDropout",
                  "stock_s": round(stock, 5), "ours_s": round(uniform, 5), "speedup": round(stock / uniform, 2)})
