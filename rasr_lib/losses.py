@@ -26,9 +26,10 @@ def chunk_rows(n_columns: int, device: torch.device) -> int:
     return max(1, budget // max(n_columns, 1))
 
 
-def _scores(hidden: torch.Tensor, table: torch.Tensor, excluded: tuple[int, ...]) -> torch.Tensor:
-    """Logits FloatTensor[n, V] of a row chunk, ``excluded`` columns at -inf."""
-    logits = hidden @ table.T
+def _scores(hidden: torch.Tensor, table: torch.Tensor, bias: torch.Tensor | None,
+            excluded: tuple[int, ...]) -> torch.Tensor:
+    """Logits FloatTensor[n, V] of a row chunk (plus ``bias`` [V] if given), ``excluded`` columns at -inf."""
+    logits = hidden @ table.T if bias is None else torch.addmm(bias, hidden, table.T)
     if excluded:
         logits[:, list(excluded)] = -torch.inf
     return logits
@@ -38,44 +39,50 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     """Mean full-softmax cross-entropy; see :func:`full_softmax_cross_entropy`."""
 
     @staticmethod
-    def forward(ctx, hidden, table, target, excluded, rows):
+    def forward(ctx, hidden, table, bias, target, excluded, rows):
         lse = hidden.new_empty(hidden.size(0))
         for start in range(0, hidden.size(0), rows):
-            lse[start : start + rows] = torch.logsumexp(_scores(hidden[start : start + rows], table, excluded), 1)
+            chunk = _scores(hidden[start : start + rows], table, bias, excluded)
+            lse[start : start + rows] = torch.logsumexp(chunk, 1)
         target_logit = (hidden * table[target]).sum(1)
-        ctx.save_for_backward(hidden, table, target, lse)
+        if bias is not None:
+            target_logit += bias[target]
+        ctx.save_for_backward(hidden, table, bias, target, lse)
         ctx.excluded, ctx.rows = excluded, rows
         return (lse - target_logit).mean()
 
     @staticmethod
     def backward(ctx, grad):
-        hidden, table, target, lse = ctx.saved_tensors
+        hidden, table, bias, target, lse = ctx.saved_tensors
         scale = grad / hidden.size(0)
         grad_hidden = torch.empty_like(hidden)
         grad_table = torch.zeros_like(table)
+        grad_bias = None if bias is None else torch.zeros_like(bias)
         for start in range(0, hidden.size(0), ctx.rows):
             chunk = hidden[start : start + ctx.rows]
-            probs = _scores(chunk, table, ctx.excluded).sub_(lse[start : start + ctx.rows, None]).exp_()
+            probs = _scores(chunk, table, bias, ctx.excluded).sub_(lse[start : start + ctx.rows, None]).exp_()
             probs[torch.arange(chunk.size(0), device=probs.device), target[start : start + ctx.rows]] -= 1.0
             probs.mul_(scale)  # d loss / d logits of the chunk
             grad_hidden[start : start + ctx.rows] = probs @ table
             grad_table.addmm_(probs.T, chunk)
-        return grad_hidden, grad_table, None, None, None
+            if grad_bias is not None:
+                grad_bias += probs.sum(0)
+        return grad_hidden, grad_table, grad_bias, None, None, None
 
 
 def full_softmax_cross_entropy(
     hidden: torch.Tensor, table: torch.Tensor, target: torch.Tensor, excluded: tuple[int, ...] = (0,),
-    rows: int | None = None,
+    rows: int | None = None, bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Mean over N of -log softmax(hidden @ table.T)[target], a scalar; no [N, V] matrix is kept.
+    """Mean over N of -log softmax(hidden @ table.T + bias)[target], a scalar; no [N, V] matrix is kept.
 
     ``hidden`` FloatTensor[N, d], ``table`` FloatTensor[V, d], ``target`` LongTensor[N] (never an
-    ``excluded`` column); ``excluded`` columns (PAD by default) get probability 0, as a -inf logit
-    would. ``rows`` sets the chunk height (default: :func:`chunk_rows`). Equals
-    ``F.cross_entropy(logits with excluded columns at -inf, target)`` and its gradients with
-    respect to ``hidden`` and ``table`` up to float rounding.
+    ``excluded`` column), ``bias`` FloatTensor[V] or None; ``excluded`` columns (PAD by default)
+    get probability 0, as a -inf logit would. ``rows`` sets the chunk height (default:
+    :func:`chunk_rows`). Equals ``F.cross_entropy(logits with excluded columns at -inf, target)``
+    and its gradients with respect to ``hidden``, ``table`` and ``bias`` up to float rounding.
     """
-    if hidden.size(0) == 0:
-        return (hidden.sum() + table.sum()) * 0.0  # an empty batch: zero, still in the graph
+    if hidden.size(0) == 0:  # an empty batch: zero, still in the graph
+        return (hidden.sum() + table.sum() + (0.0 if bias is None else bias.sum())) * 0.0
     rows = rows or chunk_rows(table.size(0), hidden.device)
-    return _ChunkedSoftmaxCE.apply(hidden, table, target, tuple(excluded), rows)
+    return _ChunkedSoftmaxCE.apply(hidden, table, bias, target, tuple(excluded), rows)

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from rasr_lib.losses import chunk_rows, full_softmax_cross_entropy
 
 
-def reference(hidden, table, target, excluded):
-    """F.cross_entropy over hidden @ table.T with the excluded columns at -inf."""
-    logits = hidden @ table.T
+def reference(hidden, table, target, excluded, bias=None):
+    """F.cross_entropy over hidden @ table.T (+ bias) with the excluded columns at -inf."""
+    logits = hidden @ table.T if bias is None else hidden @ table.T + bias
     logits[:, list(excluded)] = -torch.inf
     return F.cross_entropy(logits, target)
 
@@ -34,6 +34,22 @@ def test_value_and_gradients_equal_cross_entropy(rows, excluded):
         assert torch.allclose(a, b, atol=1e-12, rtol=0)
     # a wrong target changes the loss: the target column is really read
     assert not torch.allclose(full_softmax_cross_entropy(hidden, table, allowed[(target * 0)], excluded), ours)
+
+
+def test_a_bias_is_added_and_gets_its_gradient():
+    gen = torch.Generator().manual_seed(1)
+    hidden = torch.randn(30, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    table = torch.randn(11, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(11, generator=gen, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(1, 11, (30,), generator=gen)
+    ours = full_softmax_cross_entropy(hidden, table, target, rows=7, bias=bias)
+    ref = reference(hidden, table, target, (0,), bias)
+    assert torch.allclose(ours, ref, atol=1e-12, rtol=0)
+    for a, b in zip(torch.autograd.grad(ours, (hidden, table, bias)), torch.autograd.grad(ref, (hidden, table, bias))):
+        assert torch.allclose(a, b, atol=1e-12, rtol=0)
+    assert not torch.allclose(full_softmax_cross_entropy(hidden, table, target, rows=7), ours)  # bias is used
+    assert torch.autograd.gradcheck(
+        lambda h, t, b: full_softmax_cross_entropy(h, t, target, rows=4, bias=b), (hidden, table, bias))
 
 
 def test_gradcheck_and_empty_batch():

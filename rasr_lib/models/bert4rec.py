@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rasr_lib.config import ExperimentConfig
+from rasr_lib.losses import full_softmax_cross_entropy
 from rasr_lib.models.base import SequentialRecommender, init_normal_weights
 
 
@@ -161,9 +162,9 @@ class BERT4Rec(SequentialRecommender):
         seq, length = full_sequences(batch, self.max_len)
         masked = self.cloze_mask(seq, length)
         states = self.forward(seq.masked_fill(masked, self.mask_id), length)
-        scores = self.logits(states[masked])  # only masked positions carry loss
-        scores[:, 0] = float("-inf")
-        return F.cross_entropy(scores, seq[masked])
+        # only masked positions carry loss; the head and bias of Eq. 7 as in :meth:`logits`
+        return full_softmax_cross_entropy(self.head(states[masked]), self.item_weights(), seq[masked],
+                                          bias=self.output_bias)
 
 
 def build(cfg: ExperimentConfig, n_items: int, split=None) -> BERT4Rec:

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rasr_lib.losses import full_softmax_cross_entropy
 from rasr_lib.models.base import SequentialRecommender
 
 ACTIVATIONS = {"relu": F.relu, "identity": lambda x: x, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
@@ -160,9 +161,7 @@ class Caser(SequentialRecommender):
             pos = (hidden * self.W2(positive)).sum(-1) + bias[positive]
             neg = (hidden.unsqueeze(1) * self.W2(negative)).sum(-1) + bias[negative]
             return -(F.logsigmoid(pos).mean() + F.logsigmoid(-neg).mean())
-        logits = hidden @ self.W2.weight.T + bias  # [N, n_items + 1]
-        logits[:, 0] = float("-inf")
-        return F.cross_entropy(logits, positive)
+        return full_softmax_cross_entropy(hidden, self.W2.weight, positive, bias=bias)  # PAD excluded
 
 
 def build(cfg, n_items: int, split=None) -> Caser:
