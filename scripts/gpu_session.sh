@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call of the lent GPU machine (about 9 minutes; issues 3 and 5), in three parts:
 #   1. tests/test_gpu.py: every backbone ranks on CUDA as on the CPU and trains there;
-#   2. benchmarks/bench_models.py on CUDA: seconds per epoch of every backbone (Table 6 reads it);
+#   2. benchmarks/bench_models.py on CUDA: seconds per epoch of every backbone (Table 6 reads it),
+#      and benchmarks/bench_kernels.py (the loss and dropout kernels, chapter 03);
 #   3. the full-profile RaSR (or DR4SR) regeneration of one dataset (the paper's 100 generator
 #      epochs take hours on a 2-core CPU), stopped before a deadline: checkpointed, so a later
 #      call, or the CPU, resumes it.
@@ -53,6 +54,8 @@ cat "$BACK/gpu.txt"
     2>&1 | tee "$BACK/gpu-tests.log" | tail -5
 [ "$CHECKS" = 1 ] && RASR_RUNS_DIR=$RUNS timeout 100 $PY benchmarks/bench_models.py --dataset "$DATASET" --device "$DEVICE" \
     --batches 20 ${BENCH_MODELS:+--models $BENCH_MODELS} --out "$BACK/bench-models-gpu.json" 2>&1 | tee "$BACK/bench-models-gpu.log" | tail -16
+[ "$CHECKS" = 1 ] && timeout 30 $PY benchmarks/bench_kernels.py --device "$DEVICE" \
+    --out "$BACK/bench-kernels-gpu.json" 2>&1 | tail -3
 
 # The generator stops after its last epoch that fits before the deadline (it leaves a minute for
 # decoding); the hard limit behind it leaves time to pack.
