@@ -26,7 +26,9 @@ class UniformDropout(nn.Dropout):
             return x
         if self.p == 1.0:
             return x * 0.0
-        scale = (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        # float32 uniforms whatever x's dtype: a bf16 draw's coarse grid would bias the keep rate
+        uniform = torch.rand(x.shape, device=x.device)
+        scale = (uniform >= self.p).to(x.dtype).mul_(1.0 / (1.0 - self.p))
         return x * scale
 
 

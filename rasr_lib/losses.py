@@ -13,6 +13,7 @@ the output layer on one CPU thread (``benchmarks/bench_kernels.py``), and no [N,
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 # Logit elements per chunk: ~12 MB of float32 on the CPU (fits a core's share of L2/L3); on a GPU
 # launches cost more than memory traffic, so chunks are large there.
@@ -52,19 +53,23 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
         return (lse - target_logit).mean()
 
     @staticmethod
+    @once_differentiable  # lse is saved as a constant: no second derivatives
     def backward(ctx, grad):
         hidden, table, bias, target, lse = ctx.saved_tensors
         scale = grad / hidden.size(0)
-        grad_hidden = torch.empty_like(hidden)
-        grad_table = torch.zeros_like(table)
-        grad_bias = None if bias is None else torch.zeros_like(bias)
+        need_hidden, need_table, need_bias = ctx.needs_input_grad[:3]
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        grad_table = torch.zeros_like(table) if need_table else None
+        grad_bias = torch.zeros_like(bias) if need_bias else None
         for start in range(0, hidden.size(0), ctx.rows):
             chunk = hidden[start : start + ctx.rows]
             probs = _scores(chunk, table, bias, ctx.excluded).sub_(lse[start : start + ctx.rows, None]).exp_()
             probs[torch.arange(chunk.size(0), device=probs.device), target[start : start + ctx.rows]] -= 1.0
             probs.mul_(scale)  # d loss / d logits of the chunk
-            grad_hidden[start : start + ctx.rows] = probs @ table
-            grad_table.addmm_(probs.T, chunk)
+            if grad_hidden is not None:
+                grad_hidden[start : start + ctx.rows] = probs @ table
+            if grad_table is not None:
+                grad_table.addmm_(probs.T, chunk)
             if grad_bias is not None:
                 grad_bias += probs.sum(0)
         return grad_hidden, grad_table, grad_bias, None, None, None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import fcntl
 import json
 import os
 import random
@@ -116,69 +117,71 @@ class FolderBusy(ValueError):
 _held_locks: set[Path] = set()
 
 
-def _lock_owner(lock: Path) -> tuple[int, str] | None:
-    """(pid, host) written in a ``.lock`` file, or None when it is unreadable or half-written."""
+def _lock_text(lock: Path) -> str:
+    """``process N on HOST`` as written in a ``.lock`` file, or ``another process`` if unreadable."""
     try:
         pid, host = lock.read_text().split()
-        return int(pid), host
+        return f"process {int(pid)} on {host}"
     except (OSError, ValueError):
-        return None
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by another user
-        return True
-    return True
+        return "another process"
 
 
 def lock_holder(folder: Path) -> str | None:
-    """``process N on HOST`` holding ``folder``'s :func:`folder_lock`, or None (free, or a stale lock)."""
-    owner = _lock_owner(Path(folder) / ".lock")
-    if owner is None or (owner[1] == socket.gethostname() and not _process_alive(owner[0])):
+    """``process N on HOST`` holding ``folder``'s :func:`folder_lock`, or None when nobody holds it.
+
+    Probes the lock with a shared, non-blocking ``flock``, so a lock file left by a process that
+    died (its kernel lock went with it) reads as free. This process's own locks count as held.
+    """
+    folder = Path(folder).resolve()
+    lock = folder / ".lock"
+    if folder in _held_locks:
+        return f"process {os.getpid()} on {socket.gethostname()}"
+    if not lock.exists():
         return None
-    return f"process {owner[0]} on {owner[1]}"
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _lock_text(lock)
+    finally:
+        os.close(fd)  # also drops the probe's shared lock
+    return None
 
 
 @contextmanager
 def folder_lock(folder: Path):
-    """Hold ``folder/.lock`` while this process trains into ``folder``.
+    """Hold an exclusive ``flock`` on ``folder/.lock`` while this process trains into ``folder``.
 
     Two processes asked for the same run (e.g. two plans that both need the SASRec that starts a
     generator) would otherwise resume from and overwrite one checkpoint in turn. The second one
-    raises :class:`FolderBusy` instead. A lock left by a process that died (a crash, ``kill -9``)
-    is taken over; re-entering a folder this process already holds is allowed.
+    raises :class:`FolderBusy` instead. The kernel drops the lock when its process ends, however
+    it ends (a crash, ``kill -9``), so a left-over file never blocks a later run; the file itself
+    stays and only names the last holder. Re-entering a folder this process holds is allowed.
     """
     folder = Path(folder).resolve()
     if folder in _held_locks:
         yield
         return
     folder.mkdir(parents=True, exist_ok=True)
-    lock, host = folder / ".lock", socket.gethostname()
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            holder = lock_holder(folder)
-            if holder is not None:
-                raise FolderBusy(f"{folder} is being written by {holder}; let it finish (or stop it) and "
-                                 f"run again (if no such run is going, delete {lock})") from None
-            lock.unlink(missing_ok=True)  # its process is gone (or the file is half-written): stale
-    else:
-        raise FolderBusy(f"{folder}: could not take {lock.name}; another process keeps taking it")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"{os.getpid()} {host}\n")
+    lock = folder / ".lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise FolderBusy(f"{folder} is being written by {_lock_text(lock)}; "
+                         f"let it finish (or stop it) and run again") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
     _held_locks.add(folder)
     try:
         yield
     finally:
         _held_locks.discard(folder)
-        lock.unlink(missing_ok=True)
+        os.close(fd)  # releases the flock
 
 
 def release_freed_memory() -> bool:

@@ -68,3 +68,15 @@ def test_chunks_fit_the_budget():
     assert chunk_rows(12_103, torch.device("cpu")) == 247
     assert chunk_rows(10**9, torch.device("cpu")) == 1
     assert chunk_rows(12_103, torch.device("cuda")) > 4000
+
+
+def test_frozen_inputs_get_no_gradient_and_second_derivatives_are_refused():
+    gen = torch.Generator().manual_seed(2)
+    hidden = torch.randn(9, 4, generator=gen, requires_grad=True)
+    table = torch.randn(6, 4, generator=gen)  # frozen
+    target = torch.randint(1, 6, (9,), generator=gen)
+    loss = full_softmax_cross_entropy(hidden, table, target, rows=4)
+    (grad,) = torch.autograd.grad(loss, hidden, create_graph=True)
+    assert torch.allclose(grad, torch.autograd.grad(reference(hidden, table, target, (0,)), hidden)[0], atol=1e-6)
+    with pytest.raises(RuntimeError):
+        grad.sum().backward()

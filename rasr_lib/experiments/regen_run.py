@@ -50,7 +50,7 @@ from rasr_lib.rasr.regenerate import (
     subsample,
     training_rows,
 )
-from rasr_lib.runtime import folder_lock, get_device, runs_dir, set_seed, write_json
+from rasr_lib.runtime import FolderBusy, folder_lock, get_device, lock_holder, runs_dir, set_seed, write_json
 
 log = logging.getLogger(__name__)
 
@@ -209,6 +209,14 @@ def _run_pipeline(cfg: ExperimentConfig, folder: Path, dataset: SeqDataset | Non
     summary: dict = {"method": cfg.regen.method, "dataset": cfg.data.dataset, "seed": cfg.seed,
                      "key": pipeline_key(cfg), "n_users": dataset.n_users,
                      "device": describe_device(device), "torch": torch.__version__}
+    uses_generator = cfg.regen.method != "rasr" or cfg.regen.regenerator
+    if uses_generator and cfg.regen.pretrain:  # refuse now, not after the embeddings and the graph
+        from rasr_lib.experiments.train_run import run_dir
+
+        holder = lock_holder(run_dir(pretrain_config(cfg)))
+        if holder is not None:
+            raise FolderBusy(f"the SASRec that starts this generator is being trained by {holder}; "
+                             f"let it finish and run again")
     tic = time.perf_counter()
     graph = emb = None
     if cfg.regen.method == "rasr":
@@ -219,7 +227,7 @@ def _run_pipeline(cfg: ExperimentConfig, folder: Path, dataset: SeqDataset | Non
         summary["n_patterns"] = len(patterns)
     summary["n_pairs"] = src.n_rows
     timings["pairs_s"] = time.perf_counter() - tic
-    if cfg.regen.method == "rasr" and not cfg.regen.regenerator:
+    if not uses_generator:
         regenerated, history = augmented_as_regenerated(augmented), []
     else:
         tic = time.perf_counter()
