@@ -72,6 +72,9 @@ PAPER_REFERENCES: dict[str, dict[str, dict[str, dict[str, float]]]] = {
         "gcegnn": {
             _RASR_T1: {"recall@10": 0.0363, "recall@20": 0.0575, "ndcg@10": 0.0192, "ndcg@20": 0.0245},
         },
+        "dr4sr_gnn": {  # as on Beauty: RaSR's "GCE-GNN" row may be DR4SR's GNN backbone
+            _RASR_T1_GCE: {"recall@10": 0.0363, "recall@20": 0.0575, "ndcg@10": 0.0192, "ndcg@20": 0.0245},
+        },
         "cl4srec": {
             _RASR_T1: {"recall@10": 0.0348, "recall@20": 0.0531, "ndcg@10": 0.0187, "ndcg@20": 0.0233},
         },
@@ -90,6 +93,9 @@ PAPER_REFERENCES: dict[str, dict[str, dict[str, dict[str, float]]]] = {
         "gcegnn": {
             _RASR_T1: {"recall@10": 0.0760, "recall@20": 0.1048, "ndcg@10": 0.0436, "ndcg@20": 0.0509},
         },
+        "dr4sr_gnn": {  # as on Beauty: RaSR's "GCE-GNN" row may be DR4SR's GNN backbone
+            _RASR_T1_GCE: {"recall@10": 0.0760, "recall@20": 0.1048, "ndcg@10": 0.0436, "ndcg@20": 0.0509},
+        },
         "cl4srec": {
             _RASR_T1: {"recall@10": 0.0704, "recall@20": 0.1026, "ndcg@10": 0.0392, "ndcg@20": 0.0473},
         },
@@ -106,6 +112,9 @@ PAPER_REFERENCES: dict[str, dict[str, dict[str, dict[str, float]]]] = {
         },
         "gcegnn": {
             _RASR_T1: {"recall@10": 0.1834, "recall@20": 0.2795, "ndcg@10": 0.0931, "ndcg@20": 0.1171},
+        },
+        "dr4sr_gnn": {  # as on Beauty: RaSR's "GCE-GNN" row may be DR4SR's GNN backbone
+            _RASR_T1_GCE: {"recall@10": 0.1834, "recall@20": 0.2795, "ndcg@10": 0.0931, "ndcg@20": 0.1171},
         },
         "cl4srec": {
             _RASR_T1: {"recall@10": 0.1546, "recall@20": 0.2392, "ndcg@10": 0.0757, "ndcg@20": 0.0970},
