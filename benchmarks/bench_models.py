@@ -33,7 +33,7 @@ from rasr_lib.data import load_dataset
 from rasr_lib.data.split import leave_one_out
 from rasr_lib.evaluation import evaluate
 from rasr_lib.models import build_model
-from rasr_lib.runtime import get_device, set_seed
+from rasr_lib.runtime import get_device, git_commit, set_seed
 from rasr_lib.experiments.train_run import describe_device as describe_machine
 from rasr_lib.training import iterate_train_batches
 
@@ -153,7 +153,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
     context = multiprocessing.get_context("spawn")  # a fresh process per model: its own peak memory
-    rows = []
+    rows, commit = [], git_commit()  # the code being timed
     for name in args.models:
         queue = context.Queue()
         proc = context.Process(target=_child, args=(name, args.dataset, str(device), args.batches,
@@ -168,7 +168,7 @@ def main() -> None:
         if args.out:  # after every model, so a run cut short keeps the rows it measured
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps({"benchmark": "bench_models", "command": " ".join(sys.argv),
-                                                  "rows": rows}, indent=1) + "\n")
+                                                  "git_commit": commit, "rows": rows}, indent=1) + "\n")
     base = next((r["epoch_s"] for r in rows if r["model"] == "sasrec" and "epoch_s" in r), None)
     print(f"\n{'model':<12}{'s/epoch':>10}{'x SASRec':>10}{'valid s':>9}{'params':>11}{'peak MiB':>10}"
           f"{'pre-train s/epoch':>19}")
