@@ -178,9 +178,10 @@ PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
     ),
     ("toys", "gru4rec", "bce", _RASR_T1): (
         "Ours is 45-49 % under RaSR's row on every metric (test N@20 .0092 against .0167). Checked: the "
-        "data and protocol are not the cause, since our SASRec on Toys is within 2 % of RaSR's row "
-        "(N@20 .0436 against .0444) with the same split and evaluator; the GRU4Rec code and recipe (DR4SR's: "
-        "BCE with one sampled negative, weight decay 1e-4, dropout 0.2) match DR4SR's Beauty row within "
+        "data and protocol are not the cause, since our SASRec on Toys is within 4 % of RaSR's row on "
+        "every metric (N@20 .0436 against .0444) with the same split and evaluator; the GRU4Rec code "
+        "and recipe (DR4SR's: BCE with one sampled negative, weight decay 1e-4, dropout 0.2) match "
+        "DR4SR's Beauty row within "
         "5 % (N@20 .0143 against .0150), and RaSR's Beauty row is 20 % above DR4SR's. On Toys this recipe "
         "plateaus early: validation N@20 reaches .0104 at epoch 13 and stays between .0089 and .0118 up "
         "to the early stop at epoch 57 (best 37). DR4SR reports no GRU4Rec row on Toys to check against. "
@@ -192,7 +193,8 @@ PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
     ("sports", "gru4rec", "bce", _RASR_T1): (
         "Ours is 15-21 % under RaSR's row (test N@20 .0106 against .0126, R@20 .0255 against .0319). "
         "Checked: the data and protocol are not the cause, since our SASRec on Sports is within 7 % of RaSR's "
-        "row on every metric (N@20 .0214 against .0214) with the same split and evaluator. That is the size of the gap between the two papers' baselines: on Beauty RaSR's GRU4Rec row is 20 % "
+        "row on every metric (N@20 .0214 against .0214) with the same split and evaluator. That is the "
+        "size of the gap between the two papers' baselines: on Beauty RaSR's GRU4Rec row is 20 % "
         "above DR4SR's for the same code, and ours matches DR4SR's there within 5 %. DR4SR reports no "
         "GRU4Rec row on Sports to check against. Measured: DR4SR's recipe (BCE, one sampled negative) peaks "
         "early on Sports, validation N@20 .0136 at epoch 13, then drifts to .011-.012 until the early stop "
