@@ -356,6 +356,14 @@ def _flatten_metrics(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]
     return {f"{split}/{k}": v for split, values in (metrics or {}).items() for k, v in (values or {}).items()}
 
 
+def _wall_seconds(data: dict) -> float | None:
+    """Wall time of a run: results resumed before wall_time_s summed its segments hold only the last one."""
+    wall, trained = data.get("wall_time_s"), data.get("train_seconds")
+    if wall is None or trained is None:
+        return wall
+    return max(float(wall), float(trained))  # a run's wall time can't be under its training time
+
+
 def load_results(results_dir: str | Path | None = None) -> pd.DataFrame:
     """One row per ``results/**/*.json``: provenance columns plus ``test/ndcg@10``-style metrics."""
     if results_dir is None:
@@ -382,7 +390,7 @@ def load_results(results_dir: str | Path | None = None) -> pd.DataFrame:
             "seed": data.get("seed"),
             "protocol": data.get("protocol"),
             "device": data.get("device"),
-            "wall_time_s": data.get("wall_time_s"),
+            "wall_time_s": _wall_seconds(data),
             "git_commit": data.get("git_commit"),
             "best_epoch": data.get("best_epoch"),
             "n_epochs": len(data.get("history") or []) or None,

@@ -33,6 +33,8 @@ class TrainResult:
     stopped_early: bool = False  # True when patience ran out before cfg.epochs
     train_seconds: float = 0.0  # wall time spent in training epochs (validation excluded)
     out_of_time: bool = False  # True when fit stopped at its deadline (the run can be resumed)
+    elapsed_seconds: float = 0.0  # wall time of every epoch so far (validation included), all segments
+    resumed_seconds: float = 0.0  # elapsed_seconds of the earlier segments when this call resumed
 
 
 def iterate_train_batches(
@@ -179,6 +181,9 @@ def fit(
         state = runtime.load_training_state(checkpoint, model, optimizer, generator, device)
         result = state["result"]
         result.out_of_time = False
+        # Checkpoints written before elapsed_seconds existed know only their training time.
+        result.resumed_seconds = result.elapsed_seconds or result.train_seconds
+        result.elapsed_seconds = result.resumed_seconds
         best_state, best_metric = state["best_state"], state["best_metric"]
         start_epoch, bad_epochs = state["epoch"] + 1, state["bad_epochs"]
         plateau, best_loss = state.get("plateau", 0), state.get("best_loss", np.inf)
@@ -242,6 +247,7 @@ def fit(
         if cfg.lr_step_every > 0:
             entry["lr"] = optimizer.param_groups[0]["lr"]  # the rate the next epoch trains with
         result.history.append(entry)
+        result.elapsed_seconds += time.perf_counter() - t0
         bar.set_postfix(loss=f"{entry['loss']:.4f}", valid=f"{best_metric:.4f}")
         log.info("epoch %d loss %.4f best valid %s %.4f", epoch, entry["loss"], cfg.valid_metric, best_metric)
         done = bad_epochs >= cfg.patience

@@ -143,6 +143,15 @@ def test_load_results_and_results_table(tmp_path):
     assert report.seed_spread(df[df["seed"] == 0], "ndcg@20").empty  # one seed: no spread
 
 
+def test_a_run_resumed_under_older_code_reports_at_least_its_training_time(tmp_path):
+    (tmp_path / "toys").mkdir()
+    for name, wall, trained in [("sasrec", 593.5, 5571.7), ("gru4rec", 120.0, 100.0), ("caser", 50.0, None)]:
+        data = {**_experiment("toys", name, 0, 0.02), "wall_time_s": wall, "train_seconds": trained}
+        (tmp_path / "toys" / f"{name}-bce-full-seed0.json").write_text(json.dumps(data))
+    walls = load_results(tmp_path).set_index("model")["wall_time_s"]
+    assert walls.to_dict() == {"sasrec": 5571.7, "gru4rec": 120.0, "caser": 50.0}
+
+
 def test_capped_runs_are_the_finished_runs_that_never_stopped_early(tmp_path):
     (tmp_path / "toys").mkdir()
     climbing = [{"epoch": e, "valid_ndcg@20": 0.001 * e} for e in range(1, 31)]

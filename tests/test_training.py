@@ -53,6 +53,22 @@ def test_resume_equals_uninterrupted(small_split, tmp_path):
     assert resumed == pytest.approx(straight, **SAME)
 
 
+def test_a_resumed_run_counts_the_wall_time_of_its_earlier_segments(small_split, tmp_path):
+    cfg = load_config("beauty", "quick", {"train.epochs": 3, "train.patience": 50, "train.batch_size": 64})
+
+    def fit_until(deadline):
+        return fit(build_model(cfg, small_split.n_items), small_split, cfg.train, cfg.eval,
+                   torch.device("cpu"), set_seed(0), tmp_path / "ckpt.pt", progress=False, deadline=deadline)
+
+    cut = fit_until(0.0)  # a spent budget: one epoch, then stop
+    assert cut.out_of_time and len(cut.history) == 1 and cut.resumed_seconds == 0.0
+    assert cut.elapsed_seconds >= cut.train_seconds > 0
+    resumed = fit_until(None)
+    assert len(resumed.history) == 3
+    assert resumed.resumed_seconds == pytest.approx(cut.elapsed_seconds)
+    assert resumed.elapsed_seconds > cut.elapsed_seconds and resumed.elapsed_seconds >= resumed.train_seconds
+
+
 def test_cpu_training_returns_freed_heap_every_few_steps(small_split, monkeypatch):
     from rasr_lib import runtime
 

@@ -295,7 +295,8 @@ def run_experiment(
                 "seed": cfg.seed,
                 "protocol": protocol_name(cfg.eval),
                 "device": describe_device(device),
-                "wall_time_s": round(time.perf_counter() - start, 1),
+                # A resumed run counts the epochs its earlier segments ran, not only this call's.
+                "wall_time_s": round(time.perf_counter() - start + trained.resumed_seconds, 1),
                 "train_seconds": round(trained.train_seconds, 1),
                 "epochs_run": len(trained.history),
                 "git_commit": commit,
