@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "resumable); later cells are not started")
     plan.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="override a config key for every cell (repeatable)")
+    plan.add_argument("--sampled-eval", action="store_true",
+                      help="rescore each cell that finishes under full ranking on the original data under "
+                           "1 + 100 sampled negatives (results/<dataset>/sampled-eval.json) right away, "
+                           "while its checkpoint is still in runs/")
 
     cover = sub.add_parser("coverage", help="print, per plan and dataset, how many cells have a committed result "
                            "(read from results/ alone)")
@@ -223,7 +227,8 @@ def _plan(args: argparse.Namespace) -> int:
         return 0
     deadline, results = _deadline(args.hours), {}
     for name in names:
-        done = run_plan(name, args.dataset, args.profile, args.seed, overrides, only=args.only, deadline=deadline)
+        done = run_plan(name, args.dataset, args.profile, args.seed, overrides, only=args.only, deadline=deadline,
+                        sampled_eval=args.sampled_eval)
         results.update({prefix(name, label): result for label, result in done.items()})
     for label, result in results.items():
         if result["metrics"] is None:

@@ -87,3 +87,25 @@ def test_unmasked_eval_cli_says_what_is_missing(tmp_path, monkeypatch, capsys):
     assert "nothing to evaluate" in capsys.readouterr().out
     assert main(["unmasked-eval", "--dataset", "toys", "--runs", "sasrec-bce-full-seed0"]) == 2
     assert "no committed result sasrec-bce-full-seed0" in capsys.readouterr().err
+
+
+def test_plan_rescores_each_finished_cell_while_its_checkpoint_exists(tmp_path, monkeypatch, capsys):
+    """``plan --sampled-eval`` writes the same entry ``sampled-eval`` would, right after each cell."""
+    from rasr_lib.cli import main
+    from rasr_lib.experiments.sampled_eval import collect_sampled
+
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
+    tiny = ["--set", "data.max_users=300", "--set", "device=cpu", "--set", "train.epochs=1"]
+    plan = ["plan", "sagerec-table3", "--dataset", "beauty", "--profile", "full", *tiny]
+    store_path = tmp_path / "results" / "beauty" / "sampled-eval.json"
+    assert main([*plan, "--only", "bpr/full/seed0"]) == 0
+    assert not store_path.exists()  # without the flag nothing is rescored
+    assert main([*plan, "--only", "bpr/full/seed0", "gru4rec/full/seed0", "gru4rec/sampled100/seed0",
+                 "--sampled-eval"]) == 0
+    store = json.loads(store_path.read_text())
+    names = sorted(store["runs"])  # the trained sampled100 cell is not rescored
+    assert [n.split("-")[0] for n in names] == ["bpr", "gru4rec"] and "sampled100" not in "".join(names)
+    assert all(e["reproduces_committed"] for e in store["runs"].values())
+    by_hand = collect_sampled("beauty", names, force=True, progress=False)
+    assert by_hand["runs"] == {n: {**store["runs"][n], "seconds": by_hand["runs"][n]["seconds"]} for n in names}

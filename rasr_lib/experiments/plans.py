@@ -260,15 +260,36 @@ def plan_cells_matching(
     return cells
 
 
+def rescore_sampled(cfg: ExperimentConfig) -> dict | None:
+    """Score a published full-ranking cell on the original data under 1 + 100 sampled negatives; its entry or None.
+
+    Run right after training, while ``runs/`` (a cache that may not outlive the session) still holds
+    the checkpoint. None when the cell is not such a run, has no local checkpoint (read back from
+    results/ without training) or the checkpoint does not reproduce it; an entry already in
+    ``sampled-eval.json`` is kept, not recomputed.
+    """
+    from rasr_lib.experiments.sampled_eval import collect_sampled
+    from rasr_lib.experiments.train_run import local_checkpoint, run_name
+    from rasr_lib.runtime import results_dir
+
+    name = run_name(cfg)
+    if cfg.eval.protocol != "full" or cfg.regen.method != "none":
+        return None
+    if not (results_dir() / cfg.data.dataset / f"{name}.json").exists() or local_checkpoint(cfg) is None:
+        return None
+    return collect_sampled(cfg.data.dataset, [name], progress=False)["runs"].get(name)
+
+
 def run_plan(
     plan: str, dataset: str = "beauty", profile: str = "full", seed: int = 0,
     overrides: dict[str, Any] | None = None, only: list[str] | None = None, progress: bool = True,
-    deadline: float | None = None,
+    deadline: float | None = None, sampled_eval: bool = False,
 ) -> dict[str, dict]:
     """Run (or read back) every cell of ``plan``; ``only`` keeps cells whose label contains one of its strings.
 
     With ``deadline`` (a ``time.time()`` value) a cell still training stops before it (published as
     interrupted, resumable) and cells not started by then are left out of the returned dict.
+    ``sampled_eval`` rescores each finished full-ranking cell at once (:func:`rescore_sampled`).
     """
     from rasr_lib.experiments.train_run import run_experiment
 
@@ -283,4 +304,15 @@ def run_plan(
             results[label] = run_experiment(cfg, progress=progress, deadline=deadline)
         except FolderBusy as busy:  # another plan is training this cell (or its pipeline): go on
             log.warning("[%s] %s skipped: %s", plan, label, busy)
+            continue
+        finished = results[label]["metrics"] is not None and not results[label].get("interrupted")
+        if sampled_eval and finished:
+            try:
+                entry = rescore_sampled(cfg)
+            except (OSError, ValueError, RuntimeError) as error:  # the trained result is safe: go on
+                log.warning("[%s] %s: sampled rescoring failed: %s", plan, label, error)
+                continue
+            if entry is not None:
+                log.info("[%s] %s: sampled protocol test N@10 %.4f", plan, label,
+                         entry["metrics"]["test"]["ndcg@10"])
     return results
