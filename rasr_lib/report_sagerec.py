@@ -458,6 +458,31 @@ def table5_noise(t5: pd.DataFrame, metric: str = "ndcg@20") -> str:
             + (", ".join(close) if close else "none is") + ".")
 
 
+def table5_across(df: pd.DataFrame, datasets: Iterable[str] = ("beauty", "toys", "sports", "ml-1m"), metric: str = "ndcg@20",
+                  protocol: str = "full") -> pd.DataFrame:
+    """Table 5 on every dataset with a committed variant: one row each, every variant's ``metric`` vs A.
+
+    Columns: ``dataset``, ``A seeds``, ``A <metric>``, ``noise ±`` (two of A's seed standard
+    deviations, relative; NaN with one seed), one relative column per variant B-E (0.05 = +5 %,
+    NaN where not run), ``variants`` (committed, of 5), ``best`` and ``worst`` (None below two variants).
+    """
+    rows = []
+    for dataset in datasets:
+        t5 = table5(df, dataset, protocol)
+        if not t5["seeds"].any():
+            continue
+        a = t5.iloc[0]
+        row: dict[str, Any] = {"dataset": dataset, "A seeds": int(a["seeds"]), f"A {metric}": a[metric],
+                               "noise ±": 2 * a[f"{metric} std"] / a[metric] if metric == "ndcg@20" else math.nan}
+        row.update({r["variant"]: r[metric] / a[metric] - 1 for r in t5.iloc[1:].to_dict("records")})
+        order = table5_claims(t5, metric)
+        ranked = order["n_variants"] >= 2
+        row.update(variants=order["n_variants"], best=order["best"] if ranked else None,
+                   worst=order["worst"] if ranked else None)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 # ----------------------------------------------------------------------------- claims
 
 

@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from rasr_lib import report_sagerec as rs
@@ -516,3 +517,25 @@ def test_table3_reads_each_model_under_its_own_recipe_loss(tmp_path):
     table = rs.table3(rs.load_sagerec_results(tmp_path), "beauty").set_index("model")
     assert table.loc["sine", "ndcg@10"] == 0.04 and table.loc["sine", "seeds"] == 1
     assert table.loc["sasrec", "status"] == rs.NOT_RUN
+
+
+def test_table5_across_datasets_sets_each_variant_against_its_own_a(results):
+    root = results  # Toys: A over two seeds, B one seed 10 % above; Sports and ML-1M: nothing
+    _write_run(root, dataset="toys", seed=0, ndcg10=0.020)
+    _write_run(root, dataset="toys", seed=1, ndcg10=0.022)
+    _write_run(root, dataset="toys", seed=0, ndcg10=0.023, edge_learning=False)
+    across = rs.table5_across(rs.load_sagerec_results(root)).set_index("dataset")
+    assert list(across.index) == ["beauty", "toys"]
+    toys = across.loc["toys"]
+    assert toys["A seeds"] == 2 and toys["A ndcg@20"] == pytest.approx(1.25 * 0.021)
+    assert toys["B w/o edge learning"] == pytest.approx(0.023 / 0.021 - 1)
+    assert math.isnan(toys["C w/o graph"]) and toys["variants"] == 2
+    assert toys["best"] == "B w/o edge learning" and toys["worst"] == "A full"
+    sd = 1.25 * float(np.std([0.020, 0.022], ddof=1))
+    assert toys["noise ±"] == pytest.approx(2 * sd / (1.25 * 0.021))
+    beauty = across.loc["beauty"]
+    assert beauty["D random graph"] == pytest.approx(0.020 / 0.032 - 1) and beauty["worst"] == "D random graph"
+    _write_run(root, dataset="sports", seed=0, ndcg10=0.010)  # A alone: nothing to rank
+    sports = rs.table5_across(rs.load_sagerec_results(root)).set_index("dataset").loc["sports"]
+    assert sports["variants"] == 1 and pd.isna(sports["best"]) and pd.isna(sports["worst"])
+    assert rs.table5_across(rs.load_sagerec_results(root / "none")).empty
