@@ -458,8 +458,8 @@ def table5_noise(t5: pd.DataFrame, metric: str = "ndcg@20") -> str:
             + (", ".join(close) if close else "none is") + ".")
 
 
-def table5_across(df: pd.DataFrame, datasets: Iterable[str] = ("beauty", "toys", "sports", "ml-1m"), metric: str = "ndcg@20",
-                  protocol: str = "full") -> pd.DataFrame:
+def table5_across(df: pd.DataFrame, datasets: Iterable[str] = ("beauty", "toys", "sports", "ml-1m"),
+                  metric: str = "ndcg@20", protocol: str = "full") -> pd.DataFrame:
     """Table 5 on every dataset with a committed variant: one row each, every variant's ``metric`` vs A.
 
     Columns: ``dataset``, ``A seeds``, ``A <metric>``, ``noise ±`` (two of A's seed standard
