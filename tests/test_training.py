@@ -173,6 +173,26 @@ def test_plan_starts_no_cell_after_its_deadline():
     assert run_plan("fig3", "beauty", "quick", deadline=0.0) == {}
 
 
+def test_plan_starts_no_cell_after_one_stopped_for_its_deadline(monkeypatch):
+    """A cell stops before the deadline when its next epoch would not fit: the next cell must not start."""
+    import time
+
+    from rasr_lib.experiments import train_run
+    from rasr_lib.experiments.plans import run_plan
+
+    started = []
+
+    def fake_run(cfg, progress=True, deadline=None):
+        started.append(cfg)
+        return {"metrics": {"test": {}}, "interrupted": len(started) == 2}
+
+    monkeypatch.setattr(train_run, "run_experiment", fake_run)
+    far = time.time() + 3600
+    assert len(run_plan("sagerec-table5", "beauty", "quick", deadline=far)) == 2 == len(started)
+    started.clear()
+    assert len(run_plan("sagerec-table5", "beauty", "quick")) == 5  # without a deadline every cell runs
+
+
 @pytest.mark.parametrize("argv,message", [
     (["train", "--set", "train.nope=1"], "unknown config key"),
     (["train", "--set", "oops"], "KEY=VALUE"),

@@ -306,6 +306,9 @@ def run_plan(
             log.warning("[%s] %s skipped: %s", plan, label, busy)
             continue
         finished = results[label]["metrics"] is not None and not results[label].get("interrupted")
+        if deadline is not None and not finished:  # it stopped for the budget: a next cell would too, at once
+            log.warning("[%s] time budget spent: %d cell(s) not started", plan, len(cells) - i)
+            break
         if sampled_eval and finished:
             try:
                 entry = rescore_sampled(cfg)
