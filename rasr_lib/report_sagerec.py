@@ -407,10 +407,13 @@ def table5(df: pd.DataFrame, dataset: str, protocol: str = "full",
            recipe: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Table 5: the ablations A-E of SAGERec, mean over seeds, change vs A (relative, 0.05 = +5 %).
 
+    ``pairs vs A`` / ``p vs A ndcg@20``: a variant's seeds paired with A's, two-sided paired
+    t-test on N@20 (NaN for A and below two common seeds).
+
     ``recipe`` (e.g. :data:`FIXED_RECIPE`) reads the runs trained with those ``train`` settings
     (``-o<hash>`` names; needs :func:`load_sagerec_results`) instead of the paper's recipe.
     """
-    rows = []
+    rows, a_seeds = [], None
     for label, settings in ABLATIONS.items():
         runs = select(df, dataset, "sagerec", protocol, sagerec=settings, recipe_overrides=recipe is not None)
         if recipe is not None:
@@ -422,6 +425,12 @@ def table5(df: pd.DataFrame, dataset: str, protocol: str = "full",
             if metric == "ndcg@20":  # the seed noise table5_noise compares the variants with
                 row["ndcg@20 std"] = float(s.std(ddof=1)) if len(s) > 1 else math.nan
         row["status"] = "ok" if row["seeds"] else NOT_RUN
+        if a_seeds is None:  # A itself
+            a_seeds = per_seed(runs, "ndcg@20")
+            row.update({"pairs vs A": math.nan, "p vs A ndcg@20": math.nan})
+        else:
+            test = paired_ttest(per_seed(runs, "ndcg@20"), a_seeds)
+            row.update({"pairs vs A": test["n_pairs"], "p vs A ndcg@20": test["p"]})
         rows.append(row)
     out = pd.DataFrame(rows)
     full = out.iloc[0]
@@ -444,18 +453,27 @@ def table5_claims(t5: pd.DataFrame, metric: str = "ndcg@20") -> dict[str, Any]:
 
 
 def table5_noise(t5: pd.DataFrame, metric: str = "ndcg@20") -> str:
-    """One sentence: which one-seed variants lie within two of A's seed standard deviations of A (``metric``)."""
+    """Which one-seed variants lie within two of A's seed standard deviations (``metric``); the paired tests of the rest."""
     a = t5.set_index("variant").iloc[0]
     name = METRIC_LABELS.get(metric, metric)
     sd = a.get(f"{metric} std", math.nan)
     if pd.isna(a[metric]) or pd.isna(sd):
         return f"A has fewer than two seeds here, so the seed noise of {name} is not measured."
     bound = 2 * float(sd) / float(a[metric])
-    close = [v for v, x in t5.set_index("variant")[metric].iloc[1:].dropna().items()
-             if abs(x / a[metric] - 1) < bound]
-    return (f"A is a mean over {int(a['seeds'])} seeds ({name} std {sd:.4f}); a one-seed variant within "
+    variants = t5.set_index("variant").iloc[1:]
+    variants = variants[variants[metric].notna()]
+    pairs = variants.get("pairs vs A", pd.Series(0, index=variants.index)).fillna(0)
+    one_seed = variants[pairs < 2]
+    close = [v for v, x in one_seed[metric].items() if abs(x / a[metric] - 1) < bound]
+    text = (f"A is a mean over {int(a['seeds'])} seeds ({name} std {sd:.4f}); a one-seed variant within "
             f"±{100 * bound:.0f} % of A (two standard deviations) is not distinguishable from it: "
             + (", ".join(close) if close else "none is") + ".")
+    paired = variants[pairs >= 2]
+    if metric == "ndcg@20" and len(paired):  # table5 tests N@20 only
+        text += " Paired with A over their common seeds (two-sided t-test): " + "; ".join(
+            f"{v} {100 * (r[metric] / a[metric] - 1):+.0f} % over {int(r['pairs vs A'])} seeds, "
+            f"p = {r['p vs A ndcg@20']:.2g}" for v, r in paired.iterrows()) + "."
+    return text
 
 
 def table5_across(df: pd.DataFrame, datasets: Iterable[str] = ("beauty", "toys", "sports", "ml-1m"),
@@ -464,7 +482,8 @@ def table5_across(df: pd.DataFrame, datasets: Iterable[str] = ("beauty", "toys",
 
     Columns: ``dataset``, ``A seeds``, ``A <metric>``, ``noise ±`` (two of A's seed standard
     deviations, relative; NaN with one seed), one relative column per variant B-E (0.05 = +5 %,
-    NaN where not run), ``variants`` (committed, of 5), ``best`` and ``worst`` (None below two variants).
+    NaN where not run), ``variants`` (committed, of 5), ``best`` and ``worst`` (None below two variants),
+    ``variant seeds`` (the fewest and most seeds behind B-E, e.g. ``1–2``).
     """
     rows = []
     for dataset in datasets:
@@ -477,8 +496,11 @@ def table5_across(df: pd.DataFrame, datasets: Iterable[str] = ("beauty", "toys",
         row.update({r["variant"]: r[metric] / a[metric] - 1 for r in t5.iloc[1:].to_dict("records")})
         order = table5_claims(t5, metric)
         ranked = order["n_variants"] >= 2
+        seeds = sorted({int(n) for n in t5["seeds"].iloc[1:] if n})
         row.update(variants=order["n_variants"], best=order["best"] if ranked else None,
-                   worst=order["worst"] if ranked else None)
+                   worst=order["worst"] if ranked else None,
+                   **{"variant seeds": "–".join(str(n) for n in dict.fromkeys([seeds[0], seeds[-1]]))
+                      if seeds else ""})
         rows.append(row)
     return pd.DataFrame(rows)
 

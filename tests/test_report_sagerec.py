@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from rasr_lib import report_sagerec as rs
 from rasr_lib.config import SageRecConfig
@@ -63,7 +64,7 @@ def results(tmp_path):
     _write_run(root, seed=0, dataset="toys", ndcg10=0.9)
     _write_run(root, seed=0, ndcg10=0.020, graph="random")
     _write_run(root, seed=0, ndcg10=0.025, edge_learning=False)
-    _write_run(root, seed=1, ndcg10=0.027, edge_learning=False)
+    _write_run(root, seed=1, ndcg10=0.028, edge_learning=False)
     _write_run(root, seed=0, ndcg10=0.028, position=False)
     _write_run(root, model="gru4rec", seed=0, ndcg10=0.013, graph_module=True)  # §5.6, not Table 3
     _write_run(root, seed=0, ndcg10=0.9, name="sagerec-bce-full-seed0-o343228")  # a --set run, no cell
@@ -171,22 +172,29 @@ def test_table5_variants_and_order(results):
     df = rs.load_sagerec_results(results)
     t5 = rs.table5(df, "beauty").set_index("variant")
     assert t5.loc["A full", "ndcg@20"] == pytest.approx(1.25 * 0.032)
-    assert t5.loc["B w/o edge learning", "ndcg@20"] == pytest.approx(1.25 * 0.026)
+    assert t5.loc["B w/o edge learning", "ndcg@20"] == pytest.approx(1.25 * 0.0265)
     assert t5.loc["B w/o edge learning", "seeds"] == 2
+    # B's seeds 0, 1 paired with A's (30, 32 e-3): differences -5e-3, -4e-3 (x 1.25), one degree of freedom
+    expected = stats.ttest_rel([0.025, 0.028], [0.030, 0.032]).pvalue
+    assert t5.loc["B w/o edge learning", "pairs vs A"] == 2
+    assert t5.loc["B w/o edge learning", "p vs A ndcg@20"] == pytest.approx(expected)
+    assert t5.loc["D random graph", "pairs vs A"] == 1 and math.isnan(t5.loc["D random graph", "p vs A ndcg@20"])
+    assert math.isnan(t5.loc["A full", "p vs A ndcg@20"])
     assert t5.loc["C w/o graph", "status"] == rs.NOT_RUN
     assert t5.loc["D random graph", "vs A ndcg@20"] == pytest.approx(0.020 / 0.032 - 1)
     got = rs.table5_claims(t5.reset_index())
     assert got["best"] == "A full" and got["worst"] == "D random graph"
     assert got["a_best"] is None  # C is missing: no verdict yet
     # A: N@20 = 1.25 x (30, 32, 31, 33, 34)e-3 (mean .040, std 1.98e-3), so +-9.9 % of A is seed noise:
-    # D (-37.5 %) and E (-12.5 %) lie beyond it; B (-18.75 %, two seeds) is not a one-seed variant but is compared too
+    # D (-37.5 %) and E (-12.5 %) lie beyond it; B (two seeds) gets its paired test instead
     sd = 1.25 * float(np.std([0.030, 0.032, 0.031, 0.033, 0.034], ddof=1))
     assert t5.loc["A full", "ndcg@20 std"] == pytest.approx(sd)
     assert math.isnan(t5.loc["D random graph", "ndcg@20 std"])
     text = rs.table5_noise(t5.reset_index())
-    assert f"N@20 std {sd:.4f}" in text and "±10 % of A" in text and text.endswith("none is.")
-    near = t5.reset_index().assign(**{"ndcg@20": [0.040, 0.037, math.nan, 0.025, 0.041]})
-    assert rs.table5_noise(near).endswith("is not distinguishable from it: B w/o edge learning, E w/o position.")
+    assert f"N@20 std {sd:.4f}" in text and "±10 % of A" in text and "from it: none is." in text
+    assert text.endswith(f"B w/o edge learning -17 % over 2 seeds, p = {expected:.2g}.")
+    near = t5.reset_index().assign(**{"ndcg@20": [0.040, 0.037, math.nan, 0.039, 0.041]})
+    assert "is not distinguishable from it: D random graph, E w/o position. Paired" in rs.table5_noise(near)
     assert "not measured" in rs.table5_noise(t5.reset_index().assign(**{"ndcg@20 std": math.nan}))
 
 
@@ -529,12 +537,13 @@ def test_table5_across_datasets_sets_each_variant_against_its_own_a(results):
     toys = across.loc["toys"]
     assert toys["A seeds"] == 2 and toys["A ndcg@20"] == pytest.approx(1.25 * 0.021)
     assert toys["B w/o edge learning"] == pytest.approx(0.023 / 0.021 - 1)
-    assert math.isnan(toys["C w/o graph"]) and toys["variants"] == 2
+    assert math.isnan(toys["C w/o graph"]) and toys["variants"] == 2 and toys["variant seeds"] == "1"
     assert toys["best"] == "B w/o edge learning" and toys["worst"] == "A full"
     sd = 1.25 * float(np.std([0.020, 0.022], ddof=1))
     assert toys["noise ±"] == pytest.approx(2 * sd / (1.25 * 0.021))
     beauty = across.loc["beauty"]
     assert beauty["D random graph"] == pytest.approx(0.020 / 0.032 - 1) and beauty["worst"] == "D random graph"
+    assert beauty["variant seeds"] == "1–2"  # B has two seeds, D and E one
     _write_run(root, dataset="sports", seed=0, ndcg10=0.010)  # A alone: nothing to rank
     sports = rs.table5_across(rs.load_sagerec_results(root)).set_index("dataset").loc["sports"]
     assert sports["variants"] == 1 and pd.isna(sports["best"]) and pd.isna(sports["worst"])
