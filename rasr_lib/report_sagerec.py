@@ -471,8 +471,8 @@ def table5_noise(t5: pd.DataFrame, metric: str = "ndcg@20") -> str:
     paired = variants[pairs >= 2]
     if metric == "ndcg@20" and len(paired):  # table5 tests N@20 only
         text += " Paired with A over their common seeds (two-sided t-test): " + "; ".join(
-            f"{v} {100 * (r[metric] / a[metric] - 1):+.0f} % over {int(r['pairs vs A'])} seeds, "
-            f"p = {r['p vs A ndcg@20']:.2g}" for v, r in paired.iterrows()) + "."
+            f"{v} {100 * (r[metric] / a[metric] - 1):+.0f} % (its {int(r['pairs vs A'])} seeds paired "
+            f"with A's, p = {r['p vs A ndcg@20']:.2g})" for v, r in paired.iterrows()) + "."
     return text
 
 

@@ -192,7 +192,7 @@ def test_table5_variants_and_order(results):
     assert math.isnan(t5.loc["D random graph", "ndcg@20 std"])
     text = rs.table5_noise(t5.reset_index())
     assert f"N@20 std {sd:.4f}" in text and "±10 % of A" in text and "from it: none is." in text
-    assert text.endswith(f"B w/o edge learning -17 % over 2 seeds, p = {expected:.2g}.")
+    assert text.endswith(f"B w/o edge learning -17 % (its 2 seeds paired with A's, p = {expected:.2g}).")
     near = t5.reset_index().assign(**{"ndcg@20": [0.040, 0.037, math.nan, 0.039, 0.041]})
     assert "is not distinguishable from it: D random graph, E w/o position. Paired" in rs.table5_noise(near)
     assert "not measured" in rs.table5_noise(t5.reset_index().assign(**{"ndcg@20 std": math.nan}))
