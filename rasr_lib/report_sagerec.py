@@ -462,7 +462,7 @@ def table5_noise(t5: pd.DataFrame, metric: str = "ndcg@20") -> str:
     bound = 2 * float(sd) / float(a[metric])
     variants = t5.set_index("variant").iloc[1:]
     variants = variants[variants[metric].notna()]
-    pairs = variants.get("pairs vs A", pd.Series(0, index=variants.index)).fillna(0)
+    pairs = variants["pairs vs A"].fillna(0)
     one_seed = variants[pairs < 2]
     close = [v for v, x in one_seed[metric].items() if abs(x / a[metric] - 1) < bound]
     text = (f"A is a mean over {int(a['seeds'])} seeds ({name} std {sd:.4f}); a one-seed variant within "
@@ -499,8 +499,8 @@ def table5_across(df: pd.DataFrame, datasets: Iterable[str] = ("beauty", "toys",
         seeds = sorted({int(n) for n in t5["seeds"].iloc[1:] if n})
         row.update(variants=order["n_variants"], best=order["best"] if ranked else None,
                    worst=order["worst"] if ranked else None,
-                   **{"variant seeds": "–".join(str(n) for n in dict.fromkeys([seeds[0], seeds[-1]]))
-                      if seeds else ""})
+                   **{"variant seeds": "" if not seeds else str(seeds[0]) if seeds[0] == seeds[-1]
+                      else f"{seeds[0]}–{seeds[-1]}"})
         rows.append(row)
     return pd.DataFrame(rows)
 
