@@ -498,9 +498,8 @@ def table5_across(df: pd.DataFrame, datasets: Iterable[str] = ("beauty", "toys",
         ranked = order["n_variants"] >= 2
         seeds = sorted({int(n) for n in t5["seeds"].iloc[1:] if n})
         row.update(variants=order["n_variants"], best=order["best"] if ranked else None,
-                   worst=order["worst"] if ranked else None,
-                   **{"variant seeds": "" if not seeds else str(seeds[0]) if seeds[0] == seeds[-1]
-                      else f"{seeds[0]}–{seeds[-1]}"})
+                   worst=order["worst"] if ranked else None)
+        row["variant seeds"] = "–".join(map(str, sorted({seeds[0], seeds[-1]}))) if seeds else ""
         rows.append(row)
     return pd.DataFrame(rows)
 
