@@ -209,9 +209,25 @@ def _add_gains(cells: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return merged.drop(columns=[f"{m}_base" for m in metrics])
 
 
+def on_common_seeds(runs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``runs`` cut, per ``keys``, to the seeds that every data variant in the group has.
+
+    A mean over five seeds set against one seed's value mixes seed noise into the comparison, so
+    a paired check keeps only the shared seeds. A group whose variants share no seed is kept
+    whole: an unpaired comparison says more than none, and the seed counts show it.
+    """
+    if runs.empty:
+        return runs
+    kept = []
+    for _, group in runs.groupby(keys, dropna=False, sort=False):
+        shared = set.intersection(*(set(g["seed"]) for _, g in group.groupby("data", sort=False)))
+        kept.append(group[group["seed"].isin(shared)] if shared else group)
+    return pd.concat(kept).sort_index()
+
+
 def table1_cells(
     df: pd.DataFrame, dataset: str, profile: str = "full", metrics: Iterable[str] = METRICS,
-    with_paper: bool = True,
+    with_paper: bool = True, common_seeds: bool = False,
 ) -> pd.DataFrame:
     """Our Table 1 cells (mean over seeds, gain over our original data) with the paper's rows beside.
 
@@ -219,6 +235,8 @@ def table1_cells(
     at the default regeneration settings (ratio 1, window 2, decay 0.8, every component on);
     runs that differ only in the generator epochs stay separate rows. ``gain <metric>`` is
     relative (0.05 = +5 %) to the original-data row of the same source, model, loss and protocol.
+    ``common_seeds`` keeps, per (model, loss, protocol), only the seeds that every data variant
+    with a run has (see :func:`on_common_seeds`), so that a comparison is paired.
     """
     metrics = list(metrics)
     runs = experiment_runs(df, dataset, profile)
@@ -228,6 +246,8 @@ def table1_cells(
         runs = runs[runs["model"].isin(TABLE1_MODELS)]
     keys = ["model", "loss", "data", "protocol"]
     picked = pd.concat([select_runs(runs, d) for d in DATA_VARIANTS]) if not runs.empty else runs
+    if common_seeds:
+        picked = on_common_seeds(picked, ["model", "loss", "protocol"])
     ours = _mean_over_seeds(picked, keys, metrics).drop(columns="path")
     ours = ours.assign(dataset=dataset, source="ours")[[*CELL_COLUMNS, *metrics]]
     parts = [ours] + ([paper_table1(dataset, metrics)] if with_paper else [])
@@ -251,6 +271,7 @@ def claim_check(cells: pd.DataFrame, metrics: Iterable[str] = ("ndcg@20", "recal
     """
     keys = ["source", "model", "loss"]
     columns = [*keys, "metric", *DATA_VARIANTS, "dr4sr_gen_epochs", "rasr_gen_epochs",
+               *(f"{d}_seeds" for d in DATA_VARIANTS),
                "dr4sr > original", "rasr > original", "rasr > dr4sr", "holds"]
     if cells.empty:
         return pd.DataFrame(columns=columns)
@@ -266,6 +287,9 @@ def claim_check(cells: pd.DataFrame, metrics: Iterable[str] = ("ndcg@20", "recal
     for data in ("dr4sr", "rasr"):
         gen = best[best["data"] == data].set_index(keys)["gen_epochs"]
         table[f"{data}_gen_epochs"] = table.set_index(keys).index.map(gen.to_dict()).astype(float)
+    for data in DATA_VARIANTS:
+        seeds = best[best["data"] == data].set_index(keys)["seeds"]
+        table[f"{data}_seeds"] = table.set_index(keys).index.map(seeds.to_dict()).astype(float)
 
     def gt(a: str, b: str) -> pd.Series:
         """a > b as nullable booleans (NA where a side is missing)."""
@@ -286,6 +310,19 @@ def claim_check(cells: pd.DataFrame, metrics: Iterable[str] = ("ndcg@20", "recal
 def _pct(x: float) -> str:
     """``+4.2 %`` for a relative difference."""
     return f"{100 * x:+.1f} %"
+
+
+def _seeds_sentence(row: pd.Series) -> str:
+    """`` Seeds: 2 each.`` or `` Seeds: original 5, DR4SR 1 (unpaired means).`` for one claim row."""
+    counts = {d: row.get(f"{d}_seeds", math.nan) for d in DATA_VARIANTS}
+    counts = {d: int(n) for d, n in counts.items() if pd.notna(n)}
+    if not counts:
+        return ""
+    if len(set(counts.values())) == 1:
+        n = next(iter(counts.values()))
+        return f" Seeds: {n} each." if len(counts) > 1 else f" Seeds: {n}."
+    listed = ", ".join(f"{DATA_LABELS[d]} {n}" for d, n in counts.items())
+    return f" Seeds: {listed} (means over unequal seeds, so not a paired comparison)."
 
 
 def claim_sentences(claims: pd.DataFrame, source: str = "ours") -> str:
@@ -316,7 +353,7 @@ def claim_sentences(claims: pd.DataFrame, source: str = "ours") -> str:
                    + (" (the paper's)" if first[f"{d}_gen_epochs"] == GENERATOR_DEFAULT_EPOCHS[d] else "")
                    for d in ("dr4sr", "rasr") if pd.notna(first.get(f"{d}_gen_epochs", math.nan))]
         budget = f" Generator epochs: {', '.join(budgets)}." if budgets else ""
-        lines.append(f"- **{name}** — " + "; ".join(parts) + "." + budget)
+        lines.append(f"- **{name}** — " + "; ".join(parts) + "." + budget + _seeds_sentence(first))
     return "\n".join(lines)
 
 
@@ -331,7 +368,7 @@ def other_datasets_claims(df: pd.DataFrame, shown: str, profile: str = "full") -
         runs = experiment_runs(df, dataset, profile)
         if runs.empty or not any(len(select_runs(runs, d)) for d in ("dr4sr", "rasr")):
             continue
-        claims = claim_check(table1_cells(df, dataset, profile, with_paper=False))
+        claims = claim_check(table1_cells(df, dataset, profile, with_paper=False, common_seeds=True))
         blocks.append(f"**{dataset}**\n\n{claim_sentences(claims)}")
     return "\n\n".join(blocks) if blocks else "No other dataset has a run on regenerated data yet."
 

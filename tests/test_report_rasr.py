@@ -464,3 +464,25 @@ def test_a_sweep_draws_every_point_at_the_budget_most_points_have(tmp_path):
     cov = rr.plan_coverage(load_results(root), "beauty").set_index("cell")
     assert cov.loc[["window 2", "window 3", "window 4"], "gen_epochs"].tolist() == [100.0] * 3
     assert cov.loc[["window 2", "window 3", "window 4"], "ndcg@20"].tolist() == [0.050, 0.044, 0.045]
+
+
+def test_claim_check_pairs_seeds_when_asked(results):
+    df = load_results(results)
+    unpaired = rr.claim_check(rr.table1_cells(df, "beauty", with_paper=False))
+    paired = rr.claim_check(rr.table1_cells(df, "beauty", with_paper=False, common_seeds=True))
+    key = ("ours", "sasrec", "bce", "ndcg@20")
+    u, p = (c.set_index(["source", "model", "loss", "metric"]).loc[key] for c in (unpaired, paired))
+    # DR4SR has seed 0 only: the paired check drops seed 1 of the original data and of RaSR
+    assert (u["original"], u["rasr"]) == pytest.approx((0.041, 0.045))
+    assert (p["original"], p["dr4sr"], p["rasr"]) == pytest.approx((0.040, 0.043, 0.044))
+    assert (u["original_seeds"], u["dr4sr_seeds"], u["rasr_seeds"]) == (2, 1, 2)
+    assert (p["original_seeds"], p["dr4sr_seeds"], p["rasr_seeds"]) == (1, 1, 1)
+    assert "Seeds: 1 each." in rr.claim_sentences(paired)
+    assert "Seeds: original data 2, DR4SR 1, RaSR 2 (means over unequal seeds" in rr.claim_sentences(unpaired)
+
+
+def test_on_common_seeds_keeps_a_group_whose_variants_share_no_seed(tmp_path):
+    _write_run(tmp_path, seed=0, ndcg20=0.040)
+    _write_run(tmp_path, data="rasr", seed=3, ndcg20=0.050)
+    cells = rr.table1_cells(load_results(tmp_path), "beauty", with_paper=False, common_seeds=True)
+    assert sorted(cells["data"]) == ["original", "rasr"] and cells["seeds"].tolist() == [1, 1]
