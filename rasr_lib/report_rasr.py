@@ -313,7 +313,7 @@ def _pct(x: float) -> str:
 
 
 def _seeds_sentence(row: pd.Series) -> str:
-    """`` Seeds: 2 each.`` or `` Seeds: original 5, DR4SR 1 (unpaired means).`` for one claim row."""
+    """`` Seeds: 2 each.``, or each variant's count and a warning when they differ, for one claim row."""
     counts = {d: row.get(f"{d}_seeds", math.nan) for d in DATA_VARIANTS}
     counts = {d: int(n) for d, n in counts.items() if pd.notna(n)}
     if not counts:
