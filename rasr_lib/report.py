@@ -164,9 +164,9 @@ PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
     ),
     ("toys", "gcegnn", "ce", _RASR_T1): (
         "Ours is above RaSR's row (N@10 +19 %, N@20 +16 %, R@10 +11 %, R@20 +7 %; test N@20 .0590 against "
-        ".0509), while on Beauty the same model is 54 % under it. Checked: the code has not changed under the "
-        "Beauty run (rerun at session 25's HEAD, its first epoch gives the committed loss 9.3364 and "
-        "validation N@20 .0105 to four places), so the two datasets differ, not the code. On Toys validation "
+        ".0509), while on Beauty the same model is 54 % under it. Checked: no code change since the Beauty "
+        "run explains it (a rerun of that cell at commit 318dc12 gives in its first epoch the committed "
+        "loss 9.3364 and validation N@20 .0105 to four places), so the two datasets differ, not the code. On Toys validation "
         "N@20 climbs to .0708 (best epoch 24, training CE 4.65 at the stop); on Beauty it stalls at .027 "
         "with the training CE at 3.48, so Beauty is fitted harder and generalises worse. The Toys value sits "
         "beside our SASRec trained with the same full-softmax CE (N@20 .0583), which is itself above the "
