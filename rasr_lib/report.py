@@ -166,12 +166,12 @@ PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
         "Ours is above RaSR's row (N@10 +19 %, N@20 +16 %, R@10 +11 %, R@20 +7 %; test N@20 .0590 against "
         ".0509), while on Beauty the same model is 54 % under it. Checked: no code change since the Beauty "
         "run explains it (a rerun of that cell at commit 318dc12 gives in its first epoch the committed "
-        "loss 9.3364 and validation N@20 .0105 to four places), so the two datasets differ, not the code. On Toys validation "
-        "N@20 climbs to .0708 (best epoch 24, training CE 4.65 at the stop); on Beauty it stalls at .027 "
-        "with the training CE at 3.48, so Beauty is fitted harder and generalises worse. The Toys value sits "
-        "beside our SASRec trained with the same full-softmax CE (N@20 .0583), which is itself above the "
-        "papers' BCE rows (chapter 03): RaSR does not state GCE-GNN's loss or epochs. Not measured: why Beauty "
-        "overfits and Toys does not."
+        "loss 9.3364 and validation N@20 .0105 to four places), so the two datasets differ, not the code. "
+        "On Toys validation N@20 climbs to .0708 (best epoch 24, training CE 4.65 at the stop); on Beauty "
+        "it stalls at .027 with the training CE at 3.48, so Beauty is fitted harder and generalises worse. "
+        "The Toys value sits beside our SASRec trained with the same full-softmax CE (N@20 .0583), which is "
+        "itself above the papers' BCE rows (chapter 03); RaSR does not say which model or loss its "
+        "'GCE-GNN' row ran. Not measured: why Beauty overfits and Toys does not."
     ),
     ("ml-1m", "sasrec", "bce", _RASR_T1): (
         "Ours is above RaSR's row (N@10 +22 %, R@10 +15 %, N@20 +18 %). Checked: the same checkpoint "
