@@ -147,6 +147,7 @@ PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
     ("toys", "sasrec", "ce", _DR4SR_T3): _CE_STRONGER,
     ("toys", "gru4rec", "ce", _RASR_T1): _CE_STRONGER,
     ("sports", "sasrec", "ce", _RASR_T1): _CE_STRONGER,
+    ("sports", "gru4rec", "ce", _RASR_T1): _CE_STRONGER,
     ("sports", "sasrec", "ce", _DR4SR_T3): _CE_STRONGER,
     ("beauty", "gcegnn", "ce", _RASR_T1): (
         "Measured: this GCE-GNN (session graph + global graph, tested against the paper's equations "
