@@ -167,6 +167,31 @@ def test_cli_hours_stops_before_the_budget_and_resumes_to_the_same_numbers(tmp_p
     assert "--hours must be positive" in capsys.readouterr().err
 
 
+def test_a_run_that_hit_its_epoch_cap_trains_on_under_a_larger_cap(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RASR_RESULTS_DIR", str(tmp_path / "results"))
+    base = ["train", "--profile", "quick", "--set", "data.max_users=200", "--set", "train.patience=10"]
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "straight"))
+    assert main(base + ["--set", "train.epochs=4"]) == 0
+    straight = json.loads(capsys.readouterr().out)
+    monkeypatch.setenv("RASR_RUNS_DIR", str(tmp_path / "capped"))
+    assert main(base + ["--set", "train.epochs=2"]) == 0  # ends at its cap, not early
+    capped = json.loads(capsys.readouterr().out)
+    assert capped["epochs_run"] == 2 and capped["interrupted"] is False
+    from rasr_lib.experiments.plans import cell_status
+    from rasr_lib.experiments.train_run import run_dir
+
+    cfg = load_config("beauty", "quick", {"data.max_users": 200, "train.patience": 10, "train.epochs": 4})
+    assert cell_status(cfg).startswith("continues sasrec-") and "cap of 2 epochs" in cell_status(cfg)
+    assert main(base + ["--set", "train.epochs=4"]) == 0  # epochs 3 and 4 only
+    continued = json.loads((run_dir(cfg) / "result.json").read_text())
+    assert continued["continued_from"]["epochs"] == 2 and continued["epochs_run"] == 4
+    assert [h["epoch"] for h in continued["history"]] == [1, 2, 3, 4]
+    assert continued["metrics"]["test"] == pytest.approx(straight["test"], **SAME)
+    # a cap of 3 has no run of its own: it continues the 2-epoch run too, never the 4-epoch one
+    three = load_config("beauty", "quick", {"data.max_users": 200, "train.patience": 10, "train.epochs": 3})
+    assert "cap of 2 epochs" in cell_status(three)
+
+
 def test_plan_starts_no_cell_after_its_deadline():
     from rasr_lib.experiments.plans import run_plan
 

@@ -160,11 +160,12 @@ def closest_committed(cfg: ExperimentConfig) -> tuple[str, dict[str, tuple[Any, 
 def cell_status(cfg: ExperimentConfig) -> str:
     """Where a plan cell stands: ``committed N@20 .0371``, ``training now (process N on HOST)``,
     ``interrupted at epoch 40`` (resumable), ``checkpoint at epoch 12`` (a killed run),
-    ``pre-training checkpoint at epoch 3`` (S3-Rec, before fine-tuning), or ``missing`` (naming
+    ``pre-training checkpoint at epoch 3`` (S3-Rec, before fine-tuning), ``continues caser-<hash>
+    from its cap of 200 epochs`` (:func:`~rasr_lib.experiments.train_run.capped_checkpoint`) or ``missing`` (naming
     the nearest committed run, if any, and the settings it differs in: :func:`closest_committed`)."""
     import torch
 
-    from rasr_lib.experiments.train_run import committed_result, run_dir
+    from rasr_lib.experiments.train_run import capped_checkpoint, committed_result, run_dir
 
     result = committed_result(cfg)
     checkpoint = run_dir(cfg) / "checkpoint.pt"
@@ -182,6 +183,9 @@ def cell_status(cfg: ExperimentConfig) -> str:
     if pretrain.exists():
         epoch = torch.load(pretrain, map_location="cpu", weights_only=False).get("epoch", 0)
         return f"pre-training checkpoint at epoch {epoch}"
+    capped = capped_checkpoint(cfg)
+    if capped is not None:
+        return f"continues {capped[0].parent.name} from its cap of {capped[1]['epochs_run']} epochs"
     near = closest_committed(cfg)
     if near is None:
         return "missing"

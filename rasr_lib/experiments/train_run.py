@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,36 @@ def local_checkpoint(cfg: ExperimentConfig) -> Path | None:
     return None
 
 
+def capped_checkpoint(cfg: ExperimentConfig) -> tuple[Path, dict] | None:
+    """A local run of ``cfg`` under a smaller epoch cap that trained to that cap, as (checkpoint, result).
+
+    Such a run is the first part of ``cfg``'s run: until its cap it drew and trained exactly as a
+    run under ``cfg``'s larger cap would (the cap only ends the loop), and its checkpoint holds
+    every random stream, so training on from it equals training ``cfg`` from scratch. A run that
+    stopped early or was cut short does not count, nor one whose cap fell between validations.
+    """
+    folder = runs_dir() / "train" / cfg.data.dataset
+    wanted = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=0))
+    best = None
+    for result_path in sorted(folder.glob(f"{cfg.model.name}-*/result.json")):
+        checkpoint = result_path.with_name("checkpoint.pt")
+        if not checkpoint.exists():
+            continue
+        result = json.loads(result_path.read_text(encoding="utf-8"))
+        try:
+            recorded = config_from_dict(result.get("config") or {})
+        except ValueError:
+            continue
+        cap = recorded.train.epochs
+        if (cap >= cfg.train.epochs or cap % recorded.train.eval_every or result.get("interrupted")
+                or result.get("stopped_early") or result.get("epochs_run") != cap):
+            continue
+        if same_settings(dataclasses.replace(recorded, train=dataclasses.replace(recorded.train, epochs=0)), wanted):
+            if best is None or cap > best[1]["epochs_run"]:
+                best = (checkpoint, result)
+    return best
+
+
 def result_checkpoint(name: str, result: dict, required: bool = False) -> Path | None:
     """The local checkpoint of the committed result ``name`` (:func:`local_checkpoint` of its config).
 
@@ -272,6 +303,18 @@ def run_experiment(
                 graph = graph_for(cfg, dataset, progress=progress)
             model = build_model(cfg, dataset.n_items, graph=graph, split=split)
             prepared, prepared_path = None, folder / "prepare.json"
+            continued_from = None
+            if not checkpoint.exists() and not force and not stop_now:
+                capped = capped_checkpoint(cfg)
+                if capped is not None:  # train on from a run that ended at a smaller epoch cap
+                    earlier, earlier_result = capped
+                    shutil.copyfile(earlier, checkpoint)
+                    if earlier.with_name("prepare.json").exists():
+                        shutil.copyfile(earlier.with_name("prepare.json"), prepared_path)
+                    continued_from = {"run": earlier.parent.name, "epochs": earlier_result["epochs_run"],
+                                      "git_commit": earlier_result.get("git_commit")}
+                    log.info("%s: continuing %s from its cap of %d epochs", folder, earlier.parent.name,
+                             earlier_result["epochs_run"])
             if not checkpoint.exists():  # a resumed run restores the prepared weights from its checkpoint
                 prepared = model.prepare(split, cfg, device, generator, progress=progress,
                                          checkpoint=folder / "prepare.pt", deadline=deadline)
@@ -314,6 +357,10 @@ def run_experiment(
                 "cold_start": cold_start,
                 "history": trained.history,
             }
+            if continued_from is None and local is not None:
+                continued_from = local.get("continued_from")  # a continued run resumed again
+            if continued_from is not None:
+                result["continued_from"] = continued_from  # the capped run whose checkpoint it trained on
             if prepared is not None:
                 result["prepare"] = prepared  # e.g. S3-Rec's pre-training losses and seconds
             if graph is not None:
