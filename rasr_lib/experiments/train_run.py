@@ -130,18 +130,26 @@ def local_checkpoint(cfg: ExperimentConfig) -> Path | None:
     Folders are named by config hash, which also covers the evaluation batch size; any folder
     whose recorded config trains the same run counts (:func:`same_settings`).
     """
+    for checkpoint, _, recorded in _local_runs(cfg):
+        if same_settings(recorded, cfg):
+            return checkpoint
+    return None
+
+
+def _local_runs(cfg: ExperimentConfig):
+    """(checkpoint, result, recorded config) of every ``runs/train`` folder of ``cfg``'s model and dataset
+    that has a checkpoint and a readable config."""
     folder = runs_dir() / "train" / cfg.data.dataset
     for result_path in sorted(folder.glob(f"{cfg.model.name}-*/result.json")):
         checkpoint = result_path.with_name("checkpoint.pt")
         if not checkpoint.exists():
             continue
-        recorded = json.loads(result_path.read_text(encoding="utf-8")).get("config") or {}
+        result = json.loads(result_path.read_text(encoding="utf-8"))
         try:
-            if same_settings(config_from_dict(recorded), cfg):
-                return checkpoint
+            recorded = config_from_dict(result.get("config") or {})
         except ValueError:
             continue
-    return None
+        yield checkpoint, result, recorded
 
 
 def capped_checkpoint(cfg: ExperimentConfig) -> tuple[Path, dict] | None:
@@ -152,18 +160,9 @@ def capped_checkpoint(cfg: ExperimentConfig) -> tuple[Path, dict] | None:
     every random stream, so training on from it equals training ``cfg`` from scratch. A run that
     stopped early or was cut short does not count, nor one whose cap fell between validations.
     """
-    folder = runs_dir() / "train" / cfg.data.dataset
     wanted = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=0))
     best = None
-    for result_path in sorted(folder.glob(f"{cfg.model.name}-*/result.json")):
-        checkpoint = result_path.with_name("checkpoint.pt")
-        if not checkpoint.exists():
-            continue
-        result = json.loads(result_path.read_text(encoding="utf-8"))
-        try:
-            recorded = config_from_dict(result.get("config") or {})
-        except ValueError:
-            continue
+    for checkpoint, result, recorded in _local_runs(cfg):
         cap = recorded.train.epochs
         if (cap >= cfg.train.epochs or cap % recorded.train.eval_every or result.get("interrupted")
                 or result.get("stopped_early") or result.get("epochs_run") != cap):
