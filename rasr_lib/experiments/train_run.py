@@ -8,6 +8,7 @@ import logging
 import platform
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,7 @@ def local_checkpoint(cfg: ExperimentConfig) -> Path | None:
     return None
 
 
-def _local_runs(cfg: ExperimentConfig):
+def _local_runs(cfg: ExperimentConfig) -> Iterator[tuple[Path, dict, ExperimentConfig]]:
     """(checkpoint, result, recorded config) of every ``runs/train`` folder of ``cfg``'s model and dataset
     that has a checkpoint and a readable config."""
     folder = runs_dir() / "train" / cfg.data.dataset
