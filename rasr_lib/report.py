@@ -230,10 +230,9 @@ PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
         "at .0128 at epoch 6 and falls to .0081 by the early stop at epoch 26, while the training "
         "cross-entropy keeps falling (9.72 to 4.38, below the 6.62 of our SASRec (CE) at its stop on Sports). "
         "On Beauty the peak is at epoch 17 (.0269, .0240 at the stop), on Toys at 24 (.0708, .0686 at the "
-        "stop). Checked: no commit after "
-        "the Toys run (318dc12) touches the model, the training loop, the data, the losses or the "
-        "evaluator, so the datasets differ, not the code. The same loop trains SASRec (CE) on Sports to "
-        "N@20 .0295. Not tried: stronger regularisation (dropout, weight decay), d = 100, or fewer "
+        "stop). Checked: no commit after the Toys run (318dc12) touches the model, the training loop, "
+        "the data, the losses or the evaluator, so the datasets differ, not the code. The same loop "
+        "trains SASRec (CE) on Sports to N@20 .0295. Not tried: stronger regularisation (dropout, weight decay), d = 100, or fewer "
         "global-graph neighbours on Sports."
     ),
     ("toys", "fmlprec", "bce", _RASR_T1): (
