@@ -232,8 +232,8 @@ PAPER_GAP_NOTES: dict[tuple[str, str, str, str], str] = {
         "On Beauty the peak is at epoch 17 (.0269, .0240 at the stop), on Toys at 24 (.0708, .0686 at the "
         "stop). Checked: no commit after the Toys run (318dc12) touches the model, the training loop, "
         "the data, the losses or the evaluator, so the datasets differ, not the code. The same loop "
-        "trains SASRec (CE) on Sports to N@20 .0295. Not tried: stronger regularisation (dropout, weight decay), d = 100, or fewer "
-        "global-graph neighbours on Sports."
+        "trains SASRec (CE) on Sports to N@20 .0295. Not tried: stronger regularisation (dropout, "
+        "weight decay), d = 100, or fewer global-graph neighbours on Sports."
     ),
     ("toys", "fmlprec", "bce", _RASR_T1): (
         "Ours is above RaSR's row (N@10 +30 %, N@20 +27 %, R@10 +26 %, R@20 +22 %; test N@20 .0468 "
