@@ -54,15 +54,17 @@ def get_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def git_commit() -> str:
-    """Short commit hash of the repository, with ``-dirty`` when there are local changes."""
+def git_commit(root: Path = REPO_ROOT) -> str:
+    """Short commit hash of the repository, with ``-dirty`` when tracked files outside ``results/`` changed."""
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
+        # Result files that earlier runs rewrote (sampled-eval.json, ...) change no code, so they do not
+        # make a run's commit dirty.
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
+            cwd=root, capture_output=True, text=True, check=True,
         ).stdout.strip()
         return sha + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
