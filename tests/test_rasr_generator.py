@@ -377,6 +377,16 @@ def test_merge_with_original_appends_a_fraction(toy):
     assert merge_with_original(ds, small_regenerated(), ratio=2 / 3, seed=0).n_users == ds.n_users + 2
 
 
+def test_digest_tells_sets_apart_row_for_row():
+    result = small_regenerated()
+    assert result.digest() == small_regenerated().digest() == result.select(np.arange(3)).digest()
+    assert result.select(np.array([1, 0, 2])).digest() != result.digest()  # same items, other rows
+    regrouped = RegeneratedSet(offsets=np.array([0, 2, 5, 6]), items=result.items, source=result.source,
+                               memory=result.memory, n_items=N_ITEMS)
+    assert regrouped.digest() != result.digest()  # same flat items, other boundaries
+    assert len(result.digest()) == 64
+
+
 def test_save_load_roundtrip(tmp_path):
     result = small_regenerated()
     cfg = generator_config("dr4sr", epochs=2)

@@ -123,6 +123,8 @@ def test_rasr_training_data_is_original_plus_regenerated_rows(dirs):
     regenerated, _ = regen_run.run_regeneration(cfg, progress=False)
     n_added = int((regenerated.lengths >= 2).sum())
     assert info["n_regenerated"] == round(0.5 * regenerated.n_sequences)
+    kept = regen_run.subsample(regenerated, 0.5, seed=cfg.seed)
+    assert info["regenerated_sha256"] == kept.digest() != regenerated.digest()
     assert len(merged.train_len) - len(split.train_len) <= n_added
     assert (merged.train_user[len(split.train_len):] == -1).all()
     np.testing.assert_array_equal(merged.train_input[: len(split.train_len)], split.train_input)

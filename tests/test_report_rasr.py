@@ -351,11 +351,13 @@ def test_seed_spread_sentence_reads_only_original_runs_with_two_seeds(results, t
 
 
 def test_regenerated_sets_and_drift_compare_runs_of_one_pipeline_at_one_ratio(tmp_path):
-    def write(name, pipeline, rows, ratio=1.0, loss0=7.0, commit="abc1234"):
+    def write(name, pipeline, rows, ratio=1.0, loss0=7.0, commit="abc1234", sha=None):
         run = {"profile": "full", "data_variant": "rasr", "git_commit": commit,
                "config": {"regen": {"ratio": ratio}},
                "regen": {"pipeline": pipeline, "n_regenerated": rows, "n_training_rows": rows + 100,
                          "generator_history": [{"epoch": 1, "loss": loss0}]}}
+        if sha:
+            run["regen"]["regenerated_sha256"] = sha
         (tmp_path / "beauty").mkdir(exist_ok=True)
         (tmp_path / "beauty" / f"{name}.json").write_text(json.dumps(run))
 
@@ -373,6 +375,18 @@ def test_regenerated_sets_and_drift_compare_runs_of_one_pipeline_at_one_ratio(tm
     assert "differs by 4.0e-05" in text
     assert "`rasr-2` at ratio 1: 2 runs, all on 800 regenerated rows." in text
     assert "ratio 0.5" not in text  # one run only
+    assert sets["sha256"].tolist() == [""] * 5  # recorded before digests were
+    # with a digest on every run, equal sizes are no longer the last word
+    write("f", "regen/beauty/rasr-3", 900, sha="a" * 64)
+    write("g", "regen/beauty/rasr-3", 900, sha="a" * 64)
+    write("h", "regen/beauty/rasr-4", 700, sha="b" * 64)
+    write("i", "regen/beauty/rasr-4", 700, sha="c" * 64)
+    write("j", "regen/beauty/rasr-5", 600, sha="d" * 64)
+    write("k", "regen/beauty/rasr-5", 600)  # an older run without one
+    text = rr.regenerated_drift(rr.regenerated_sets("beauty", results_dir=tmp_path))
+    assert f"`rasr-3` at ratio 1: 2 runs, all on one regenerated set (900 rows, sha256 {'a' * 12}…)." in text
+    assert "`rasr-4` at ratio 1: 2 runs on 2 different regenerated sets of 700 rows each (their sha256 differ)." in text
+    assert "`rasr-5` at ratio 1: 2 runs, all on 600 regenerated rows (1 of 2 record a sha256)." in text
 
 
 def test_sensitivity_verdict_sets_the_ranges_against_seed_noise(results):

@@ -290,6 +290,7 @@ def regenerated_split(
     out = append_training_rows(out, training_rows(split, kept))
     info = {"pipeline": str(regen_dir(cfg).relative_to(runs_dir())), "n_regenerated": kept.n_sequences,
             "n_original_rows": n_original, "n_training_rows": int(len(out.train_len)),
-            "regenerated_stats": kept.stats(), "pipeline_timings": summary.get("timings", {}),
+            "regenerated_stats": kept.stats(), "regenerated_sha256": kept.digest(),
+            "pipeline_timings": summary.get("timings", {}),
             "generator_history": summary.get("generator_history", [])}
     return out, info

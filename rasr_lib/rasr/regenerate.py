@@ -89,6 +89,13 @@ class RegeneratedSet:
         return dataclasses.replace(self, offsets=offsets, items=self.items[flat],
                                    source=self.source[rows], memory=self.memory[rows])
 
+    def digest(self) -> str:
+        """sha256 (hex) of the sequences (offsets and items): equal digests mean equal sets, row for row."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.offsets, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.items, dtype=np.int64).tobytes())
+        return h.hexdigest()
+
     def stats(self) -> dict:
         """Counts and lengths (plain Python numbers)."""
         return {
@@ -379,14 +386,6 @@ def config_digest(config: dict, length: int = 10) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
-def _items_digest(result: RegeneratedSet) -> str:
-    """sha256 of the offsets and items, to tie the sidecar to its arrays."""
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(result.offsets, dtype=np.int64).tobytes())
-    h.update(np.ascontiguousarray(result.items, dtype=np.int64).tobytes())
-    return h.hexdigest()
-
-
 def save_regenerated(path: str | Path, result: RegeneratedSet, config, seed: int) -> Path:
     """Write ``path`` (.npz arrays) and ``path.json`` (config, its hash, seed, counts, git commit).
 
@@ -410,7 +409,7 @@ def save_regenerated(path: str | Path, result: RegeneratedSet, config, seed: int
         "seed": int(seed),
         "n_items": int(result.n_items),
         "counts": result.stats(),
-        "items_sha256": _items_digest(result),
+        "items_sha256": result.digest(),
         "git_commit": git_commit(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -436,6 +435,6 @@ def load_regenerated(path: str | Path) -> tuple[RegeneratedSet, dict]:
         **arrays, n_items=int(meta["n_items"]),
         **{k: int(counts.get(k, 0)) for k in ("n_decoded", "n_empty", "n_source_copies", "n_repeats")},
     )
-    if _items_digest(result) != meta["items_sha256"]:
+    if result.digest() != meta["items_sha256"]:
         raise ValueError(f"{path}: arrays do not match the digest in {path.with_suffix('.json').name}")
     return result, meta
