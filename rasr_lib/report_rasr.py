@@ -842,7 +842,7 @@ def regenerated_drift(sets: pd.DataFrame) -> str:
         if len(group) < 2:
             continue
         sizes = group["regenerated rows"].dropna().astype(int)
-        digests = group["sha256"].fillna("") if "sha256" in group else pd.Series([""] * len(group))
+        digests = group["sha256"].fillna("")
         n_digests = int((digests != "").sum())
         head = f"- `{key}` at ratio {ratio:g}: {len(group)} runs"
         if n_digests == len(group) and digests.nunique() == 1:
