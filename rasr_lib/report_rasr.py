@@ -391,6 +391,62 @@ def seed_spread_sentence(df: pd.DataFrame, dataset: str, metric: str = "ndcg@20"
             f"smaller than about {bound}, twice these spreads, is not evidence either way.")
 
 
+def regenerated_seed_spread(
+    df: pd.DataFrame, dataset: str, metric: str = "ndcg@20", profile: str = "full",
+) -> pd.DataFrame:
+    """Seed-to-seed spread of test ``metric`` per Table 1 cell on regenerated data with 2+ seeds.
+
+    On regenerated data a seed reruns the whole pipeline (pre-training, pattern pairs, generator,
+    decoding), so this spread holds the data's noise as well as the training's. Columns: model,
+    loss, data, protocol, gen_epochs, seeds, mean, std (ddof 1), ``cv %``, and the original data's
+    mean and std on the same seeds (NaN unless it has every one of them).
+    """
+    cols = ["model", "loss", "data", "protocol", "gen_epochs", "seeds", "mean", "std", "cv %",
+            "original mean", "original std"]
+    column = f"test/{metric}"
+    runs = experiment_runs(df, dataset, profile)
+    if runs.empty or column not in runs:
+        return pd.DataFrame(columns=cols)
+    runs = runs.assign(**{column: pd.to_numeric(runs[column], errors="coerce"),
+                          "protocol": runs["protocol"].fillna("-")}).dropna(subset=[column])
+    regenerated = pd.concat([select_runs(runs, d) for d in DATA_VARIANTS if d != "original"])
+    rows = []
+    for (model, loss, data, protocol, epochs), group in regenerated.groupby(
+            ["model", "loss", "data", "protocol", "gen_epochs"], dropna=False, sort=True):
+        per_seed = group.groupby("seed")[column].mean()
+        if len(per_seed) < 2:
+            continue
+        original = select_runs(runs, "original", model, loss)
+        original = original[original["protocol"] == protocol].groupby("seed")[column].mean()
+        paired = original.reindex(per_seed.index)
+        has_all = bool(paired.notna().all())
+        mean, std = float(per_seed.mean()), float(per_seed.std(ddof=1))
+        rows.append({"model": model, "loss": loss, "data": data, "protocol": protocol, "gen_epochs": epochs,
+                     "seeds": len(per_seed), "mean": mean, "std": std, "cv %": 100 * std / mean,
+                     "original mean": float(paired.mean()) if has_all else math.nan,
+                     "original std": float(paired.std(ddof=1)) if has_all else math.nan})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def regenerated_seed_spread_sentence(df: pd.DataFrame, dataset: str, metric: str = "ndcg@20") -> str:
+    """One Markdown sentence on :func:`regenerated_seed_spread`, or one saying no regenerated cell has 2+ seeds."""
+    spread = regenerated_seed_spread(df, dataset, metric)
+    name = METRIC_LABELS.get(metric, metric)
+    if spread.empty:
+        return (f"No Table 1 cell on regenerated {dataset} data has two or more seeds committed yet, so "
+                "the spread that includes the regenerated set's own noise is not measured.")
+    parts = []
+    for r in spread.to_dict("records"):
+        label = DATA_LABELS.get(r["data"], r["data"])
+        text = (f"{r['model']} ({r['loss']}) on {label} data, generator {r['gen_epochs']:.0f} epochs: "
+                f"{r['mean']:.4f} ± {r['std']:.4f}, {r['cv %']:.1f} % of the mean ({r['seeds']} seeds)")
+        if not math.isnan(r["original mean"]):
+            text += f"; the original data on the same seeds {r['original mean']:.4f} ± {r['original std']:.4f}"
+        parts.append(text)
+    return (f"On regenerated data a seed also reruns the pipeline that makes the set, so its spread holds "
+            f"the data's noise too. Test {name} over seeds on {dataset}: " + ". ".join(parts) + ".")
+
+
 # --------------------------------------------------------------------------- plan coverage
 
 

@@ -350,6 +350,22 @@ def test_seed_spread_sentence_reads_only_original_runs_with_two_seeds(results, t
     assert "not measured" in rr.seed_spread_sentence(load_results(tmp_path / "empty"), "beauty")
 
 
+def test_regenerated_seed_spread_pairs_each_cell_with_the_original_datas_same_seeds(results, tmp_path):
+    spread = rr.regenerated_seed_spread(load_results(results), "beauty").set_index("gen_epochs")
+    # RaSR at 10 epochs: seeds 0-1 (.044, .046) against the original's seeds 0-1 (.040, .042)
+    ten = spread.loc[10.0]
+    assert (ten["seeds"], ten["mean"], ten["original mean"]) == (2, pytest.approx(0.045), pytest.approx(0.041))
+    assert ten["std"] == pytest.approx(0.002 / math.sqrt(2)) == ten["original std"]
+    # RaSR at 3 epochs has seed 2, which the original data lacks: no comparison rather than an unpaired one
+    three = spread.loc[3.0]
+    assert three["seeds"] == 3 and three["mean"] == pytest.approx(0.052) and math.isnan(three["original mean"])
+    assert len(spread) == 2  # one-seed cells (DR4SR, gru4rec, sasrec/ce) and off-default grid points are left out
+    text = rr.regenerated_seed_spread_sentence(load_results(results), "beauty")
+    assert text.count(" seeds)") == 2 and "the original data on the same seeds 0.0410 ± 0.0014" in text
+    assert "not measured" in rr.regenerated_seed_spread_sentence(load_results(results), "toys")
+    assert "not measured" in rr.regenerated_seed_spread_sentence(load_results(tmp_path / "empty"), "beauty")
+
+
 def test_regenerated_sets_and_drift_compare_runs_of_one_pipeline_at_one_ratio(tmp_path):
     def write(name, pipeline, rows, ratio=1.0, loss0=7.0, commit="abc1234", sha=None):
         run = {"profile": "full", "data_variant": "rasr", "git_commit": commit,
