@@ -412,7 +412,10 @@ def _wall_seconds(data: dict) -> float | None:
 
 
 def load_results(results_dir: str | Path | None = None) -> pd.DataFrame:
-    """One row per ``results/**/*.json``: provenance columns plus ``test/ndcg@10``-style metrics."""
+    """One row per ``results/**/*.json``: provenance columns plus ``test/ndcg@10``-style metrics.
+
+    ``regenerated_rows`` is the size of the regenerated set a run trained on (empty for the original data).
+    """
     if results_dir is None:
         from rasr_lib.runtime import results_dir as default_results_dir
 
@@ -445,6 +448,7 @@ def load_results(results_dir: str | Path | None = None) -> pd.DataFrame:
             "stopped_early": data.get("stopped_early"),
             "interrupted": data.get("interrupted"),
             "epoch_cap": ((config.get("train") or {}).get("epochs") if isinstance(config, dict) else None),
+            "regenerated_rows": (data["regen"].get("n_regenerated") if isinstance(data.get("regen"), dict) else None),
         }
         regen = (config.get("regen") or {}) if isinstance(config, dict) else {}
         method = regen.get("method", "none")
@@ -454,7 +458,7 @@ def load_results(results_dir: str | Path | None = None) -> pd.DataFrame:
         rows.append(row)
     columns = ["kind", "dataset", "model", "data", "loss", "profile", "seed", "protocol", "device",
                "wall_time_s", "git_commit", "best_epoch", "n_epochs", "path", "stopped_early", "interrupted",
-               "epoch_cap"]
+               "epoch_cap", "regenerated_rows"]
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=columns + [f"test/{m}" for m in METRICS])

@@ -398,15 +398,22 @@ def regenerated_seed_spread(
 
     On regenerated data a seed reruns the whole pipeline (pre-training, pattern pairs, generator,
     decoding), so this spread holds the data's noise as well as the training's. Columns: model,
-    loss, data, protocol, gen_epochs, seeds, mean, std (ddof 1), ``cv %``, and the original data's
-    mean and std on the same seeds (NaN unless it has every one of them).
+    loss, data, protocol, gen_epochs, seeds, mean, std (ddof 1), ``cv %``, the original data's
+    mean and std on the same seeds (NaN unless it has every one of them), and the smallest and
+    largest regenerated set behind the cell (``rows min``, ``rows max``; NaN where not recorded).
+    Only the Table 1 backbones count, as in :func:`table1_cells`.
     """
     cols = ["model", "loss", "data", "protocol", "gen_epochs", "seeds", "mean", "std", "cv %",
-            "original mean", "original std"]
+            "original mean", "original std", "rows min", "rows max"]
     column = f"test/{metric}"
     runs = experiment_runs(df, dataset, profile)
     if runs.empty or column not in runs:
         return pd.DataFrame(columns=cols)
+    from rasr_lib.experiments.plans import TABLE1_MODELS  # imported here: it loads the runners
+
+    runs = runs[runs["model"].isin(TABLE1_MODELS)]
+    if "regenerated_rows" not in runs:
+        runs = runs.assign(regenerated_rows=math.nan)
     runs = runs.assign(**{column: pd.to_numeric(runs[column], errors="coerce"),
                           "protocol": runs["protocol"].fillna("-")}).dropna(subset=[column])
     regenerated = pd.concat([select_runs(runs, d) for d in DATA_VARIANTS if d != "original"])
@@ -421,10 +428,12 @@ def regenerated_seed_spread(
         paired = original.reindex(per_seed.index)
         has_all = bool(paired.notna().all())
         mean, std = float(per_seed.mean()), float(per_seed.std(ddof=1))
+        sizes = pd.to_numeric(group["regenerated_rows"], errors="coerce")
         rows.append({"model": model, "loss": loss, "data": data, "protocol": protocol, "gen_epochs": epochs,
                      "seeds": len(per_seed), "mean": mean, "std": std, "cv %": 100 * std / mean,
                      "original mean": float(paired.mean()) if has_all else math.nan,
-                     "original std": float(paired.std(ddof=1)) if has_all else math.nan})
+                     "original std": float(paired.std(ddof=1)) if has_all else math.nan,
+                     "rows min": float(sizes.min()), "rows max": float(sizes.max())})
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -442,6 +451,10 @@ def regenerated_seed_spread_sentence(df: pd.DataFrame, dataset: str, metric: str
                 f"{r['mean']:.4f} ± {r['std']:.4f}, {r['cv %']:.1f} % of the mean ({r['seeds']} seeds)")
         if not math.isnan(r["original mean"]):
             text += f"; the original data on the same seeds {r['original mean']:.4f} ± {r['original std']:.4f}"
+        if not math.isnan(r["rows min"]):
+            text += (f"; regenerated sets of {r['rows min']:,.0f} rows" if r["rows min"] == r["rows max"] else
+                     f"; regenerated sets of {r['rows min']:,.0f} to {r['rows max']:,.0f} rows "
+                     f"({100 * (r['rows max'] / r['rows min'] - 1):.0f} % apart)")
         parts.append(text)
     return (f"On regenerated data a seed also reruns the pipeline that makes the set, so its spread holds "
             f"the data's noise too. Test {name} over seeds on {dataset}: " + ". ".join(parts) + ".")

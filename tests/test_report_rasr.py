@@ -45,8 +45,10 @@ def _metrics(ndcg20, recall20=None):
 
 
 def _write_run(root, *, model="sasrec", loss="bce", data="original", seed=0, ndcg20=0.04, recall20=None,
-               dataset="beauty", profile="full", gen_epochs=10, legacy=False, n_epochs=5, suffix="", **regen):
-    """One results JSON in run_experiment's layout; ``legacy`` leaves out config.regen (old files)."""
+               dataset="beauty", profile="full", gen_epochs=10, legacy=False, n_epochs=5, suffix="",
+               regenerated_rows=None, **regen):
+    """One results JSON in run_experiment's layout; ``legacy`` leaves out config.regen (old files),
+    ``regenerated_rows`` adds the run's ``regen`` block with its set's size."""
     test = _metrics(ndcg20, recall20)
     config = {"data": {"dataset": dataset, "max_len": 50, "max_users": 0},
               "model": {"name": model}, "train": {"loss": loss, "epochs": 200},
@@ -64,6 +66,8 @@ def _write_run(root, *, model="sasrec", loss="bce", data="original", seed=0, ndc
         "history": [{"epoch": e, "loss": 1.0 / e, "valid_ndcg@20": ndcg20 * e / n_epochs}
                     for e in range(1, n_epochs + 1)],
     }
+    if regenerated_rows is not None:
+        run["regen"] = {"pipeline": f"regen/{dataset}/{data}-seed{seed}", "n_regenerated": regenerated_rows}
     stem = f"{model}-{loss}-{profile}-seed{seed}{suffix}"
     if data != "original":
         stem += f"-{data}-{abs(hash(json.dumps(config['regen'], sort_keys=True))) % 10**6:06d}"
@@ -83,8 +87,8 @@ def results(tmp_path):
     w(data="dr4sr", ndcg20=0.043, recall20=0.100, gen_epochs=0)  # 0 = the preset's 40 epochs
     w(data="rasr", seed=0, ndcg20=0.044, recall20=0.096)
     w(data="rasr", seed=1, ndcg20=0.046, recall20=0.098)
-    for seed, value in enumerate((0.050, 0.052, 0.054)):  # shorter generator, more seeds: its own row
-        w(data="rasr", seed=seed, ndcg20=value, recall20=0.110, gen_epochs=3)
+    for seed, (value, rows) in enumerate(zip((0.050, 0.052, 0.054), (1000, 1200, 900))):  # shorter generator,
+        w(data="rasr", seed=seed, ndcg20=value, recall20=0.110, gen_epochs=3, regenerated_rows=rows)  # its own row
     # not Table 1 cells: grids, ablations, another profile, another dataset
     w(data="rasr", ndcg20=0.060, ratio=0.5)
     w(data="rasr", ndcg20=0.061, ratio=0.25)
@@ -359,9 +363,16 @@ def test_regenerated_seed_spread_pairs_each_cell_with_the_original_datas_same_se
     # RaSR at 3 epochs has seed 2, which the original data lacks: no comparison rather than an unpaired one
     three = spread.loc[3.0]
     assert three["seeds"] == 3 and three["mean"] == pytest.approx(0.052) and math.isnan(three["original mean"])
+    # each seed made its own set: the cell names the smallest and the largest; older runs record none
+    assert (three["rows min"], three["rows max"]) == (900, 1200) and math.isnan(ten["rows min"])
     assert len(spread) == 2  # one-seed cells (DR4SR, gru4rec, sasrec/ce) and off-default grid points are left out
     text = rr.regenerated_seed_spread_sentence(load_results(results), "beauty")
     assert text.count(" seeds)") == 2 and "the original data on the same seeds 0.0410 ± 0.0014" in text
+    assert text.count("regenerated sets of") == 1 and "regenerated sets of 900 to 1,200 rows (33 % apart)" in text
+    # a backbone outside Table 1 with two seeds on regenerated data is not a Table 1 cell
+    for seed in (0, 1):
+        _write_run(results, model="bpr", data="rasr", seed=seed, ndcg20=0.03 + seed / 100)
+    assert len(rr.regenerated_seed_spread(load_results(results), "beauty")) == 2
     assert "not measured" in rr.regenerated_seed_spread_sentence(load_results(results), "toys")
     assert "not measured" in rr.regenerated_seed_spread_sentence(load_results(tmp_path / "empty"), "beauty")
 
