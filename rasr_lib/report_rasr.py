@@ -412,8 +412,6 @@ def regenerated_seed_spread(
     from rasr_lib.experiments.plans import TABLE1_MODELS  # imported here: it loads the runners
 
     runs = runs[runs["model"].isin(TABLE1_MODELS)]
-    if "regenerated_rows" not in runs:
-        runs = runs.assign(regenerated_rows=math.nan)
     runs = runs.assign(**{column: pd.to_numeric(runs[column], errors="coerce"),
                           "protocol": runs["protocol"].fillna("-")}).dropna(subset=[column])
     regenerated = pd.concat([select_runs(runs, d) for d in DATA_VARIANTS if d != "original"])
